@@ -1,0 +1,184 @@
+"""The microscopic-system interface every engine implements.
+
+A system is a small class in the spirit of an ASE ``Calculator``: it states what it
+can compute (``provides``) and implements only the private kernels
+``_forces``/``_partial_forces``; the public methods here do the shape and finiteness
+checks and count every force evaluation.
+
+Cost unit (METHOD.md §3): one *force evaluation* is the force on one coordinate
+(PDE, ``coords_per_unit = 1``) or on one atom (MD, ``coords_per_unit = 6``: positions
+and velocities of the atom are returned together, only the velocity derivative
+costs a force call).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from macrodyn.errors import InputError
+
+
+@dataclass
+class ForceCounter:
+    """Running totals of force evaluations, in cost units (coordinates or atoms).
+
+    ``labels`` counts forces requested through :meth:`MicroSystem.forces` and
+    :meth:`MicroSystem.partial_forces` (the training budget); ``simulation`` counts
+    the right-hand-side evaluations spent generating trajectories.
+    """
+
+    labels: int = 0
+    simulation: int = 0
+
+    def reset(self) -> None:
+        self.labels = 0
+        self.simulation = 0
+
+
+def check_finite(name: str, a: np.ndarray, hint: str = "") -> None:
+    """Raise :class:`InputError` naming the first non-finite entry of ``a``."""
+    if not np.all(np.isfinite(a)):
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise InputError(f"{name} contains NaN/Inf (first at index {tuple(int(i) for i in bad)})."
+                         + (f" {hint}" if hint else ""))
+
+
+class MicroSystem(ABC):
+    """A microscopic system ``dx/dt = f(x)`` with ``x`` in ``R^N``.
+
+    Subclasses set ``name``, ``n_coords`` (N), ``dt`` (integration step) and
+    ``coords_per_unit``, and implement :meth:`_forces`, :meth:`_partial_forces` and
+    :meth:`sample_initial`. Arrays are NumPy float64; batches are ``(B, N)``.
+    """
+
+    name: str = "system"
+    n_coords: int
+    dt: float
+    coords_per_unit: int = 1
+    provides: tuple[str, ...] = ("forces", "partial_forces")
+
+    def __init__(self) -> None:
+        self.counter = ForceCounter()
+
+    # ------------------------------------------------------------------ sizes
+    @property
+    def n_units(self) -> int:
+        """Number of cost units (coordinates for a PDE, atoms for MD)."""
+        return self.n_coords // self.coords_per_unit
+
+    def unit_coords(self, units: np.ndarray) -> np.ndarray:
+        """Coordinate indices of cost units.
+
+        Args:
+            units: ``(B, m)`` integer unit indices.
+        Returns:
+            ``(B, m * coords_per_unit)`` coordinate indices, unit-major (the
+            coordinates of one unit are contiguous).
+        """
+        units = np.asarray(units, dtype=np.int64)
+        c = self.coords_per_unit
+        if c == 1:
+            return units
+        return (units[..., :, None] * c + np.arange(c)).reshape(*units.shape[:-1], -1)
+
+    # ----------------------------------------------------------------- forces
+    def forces(self, x: np.ndarray) -> np.ndarray:
+        """Full right-hand side ``f(x)``.
+
+        Args:
+            x: ``(B, N)`` configurations.
+        Returns:
+            ``(B, N)`` time derivatives. Counts ``B * n_units`` evaluations.
+        """
+        x = self._check_x(x)
+        f = self._forces(x)
+        self.counter.labels += x.shape[0] * self.n_units
+        check_finite("forces", f, "The configuration may have blown up; check dt and the initial data.")
+        return f
+
+    def partial_forces(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Right-hand side at chosen coordinates only, at a cost ``∝ idx.shape[1]``.
+
+        Args:
+            x: ``(B, N)`` configurations.
+            idx: ``(B, k)`` coordinate indices in ``[0, N)``; for MD every chosen atom
+                must contribute all of its coordinates (see :meth:`unit_coords`).
+        Returns:
+            ``(B, k)`` with ``out[b, j] = f(x[b])[idx[b, j]]``. Counts the number of
+            distinct units touched per row.
+        """
+        x = self._check_x(x)
+        idx = np.asarray(idx)
+        if idx.ndim != 2 or idx.shape[0] != x.shape[0]:
+            raise InputError(f"idx must have shape (B, k) = ({x.shape[0]}, k); got {idx.shape}.")
+        if not np.issubdtype(idx.dtype, np.integer):
+            raise InputError(f"idx must be integer coordinate indices; got dtype {idx.dtype}.")
+        if idx.size and (idx.min() < 0 or idx.max() >= self.n_coords):
+            raise InputError(f"idx out of range [0, {self.n_coords}): min {idx.min()}, max {idx.max()}.")
+        f = self._partial_forces(x, idx.astype(np.int64))
+        self.counter.labels += self._units_touched(idx)
+        check_finite("partial forces", f, "The configuration may have blown up; check dt and the initial data.")
+        return f
+
+    def _units_touched(self, idx: np.ndarray) -> int:
+        if self.coords_per_unit == 1:
+            return int(idx.size)
+        units = np.sort(idx // self.coords_per_unit, axis=1)
+        return int((np.diff(units, axis=1) != 0).sum() + units.shape[0]) if units.size else 0
+
+    def _check_x(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_coords:
+            raise InputError(f"{self.name}: configurations must have shape (B, {self.n_coords}); got {x.shape}.")
+        check_finite("configurations", x)
+        return x
+
+    @abstractmethod
+    def _forces(self, x: np.ndarray) -> np.ndarray:
+        """``(B, N) -> (B, N)``, no checks, no counting."""
+
+    @abstractmethod
+    def _partial_forces(self, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """``(B, N), (B, k) -> (B, k)``; must only evaluate the chosen coordinates."""
+
+    # ----------------------------------------------------------- trajectories
+    @abstractmethod
+    def sample_initial(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` initial configurations ``(n, N)`` from the system's initial-data family."""
+
+    def trajectories(self, x0: np.ndarray, n_steps: int, save_every: int = 1, *,
+                     progress: bool = True) -> np.ndarray:
+        """Integrate ``dx/dt = f(x)`` with classical RK4 at step ``self.dt``.
+
+        Args:
+            x0: ``(B, N)`` initial configurations.
+            n_steps: number of RK4 steps.
+            save_every: keep every ``save_every``-th state (the first is kept).
+        Returns:
+            ``(B, n_steps // save_every + 1, N)`` saved states. Raises
+            :class:`InputError` naming the step and trajectory if the state blows up.
+        """
+        x = self._check_x(x0).copy()
+        if n_steps % save_every:
+            raise InputError(f"n_steps ({n_steps}) must be a multiple of save_every ({save_every}).")
+        out = np.empty((x.shape[0], n_steps // save_every + 1, self.n_coords))
+        out[:, 0] = x
+        h = self.dt
+        for step in tqdm(range(1, n_steps + 1), desc=f"simulate {self.name}", disable=not progress,
+                         leave=False, mininterval=0.5):
+            k1 = self._forces(x)
+            k2 = self._forces(x + 0.5 * h * k1)
+            k3 = self._forces(x + 0.5 * h * k2)
+            k4 = self._forces(x + h * k3)
+            x = x + (h / 6.0) * (k1 + 2 * k2 + 2 * k3 + k4)
+            if step % save_every == 0:
+                out[:, step // save_every] = x
+                bad = ~np.isfinite(x).all(axis=1)
+                if bad.any():
+                    raise InputError(f"{self.name}: simulation blew up at step {step} in trajectory "
+                                     f"{int(np.argmax(bad))}; reduce dt or check the initial data.")
+        self.counter.simulation += 4 * n_steps * x.shape[0] * self.n_units
+        return out
