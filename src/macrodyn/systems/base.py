@@ -149,6 +149,10 @@ class MicroSystem(ABC):
     def sample_initial(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """``n`` initial configurations ``(n, N)`` from the system's initial-data family."""
 
+    def observable(self):
+        """The given macroscopic observable ``φ*`` (a :class:`macrodyn.observables.Observable`)."""
+        raise NotImplementedError(f"{self.name} defines no default observable; pass one explicitly.")
+
     def trajectories(self, x0: np.ndarray, n_steps: int, save_every: int = 1, *,
                      progress: bool = True) -> np.ndarray:
         """Integrate ``dx/dt = f(x)`` with classical RK4 at step ``self.dt``.

@@ -9,7 +9,9 @@ reference (the effective diffusion constant is dx²). State ``x = (u_1..u_n, v_1
 from __future__ import annotations
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
+from macrodyn.observables import BlockMeans
 from macrodyn.systems.base import MicroSystem
 
 
@@ -32,6 +34,16 @@ class PredatorPrey(MicroSystem):
     """
 
     name = "predator_prey"
+
+    class Params(BaseModel):
+        """Constructor arguments as validated in YAML configs (``system.params``)."""
+
+        model_config = ConfigDict(extra="forbid")
+        n: int = Field(50, ge=3, description="grid points per field")
+        a: float = 3.0
+        b: float = 0.4
+        D: float = Field(0.0, ge=0.0)
+        dt: float = Field(0.01, gt=0.0)
 
     def __init__(self, n: int = 50, a: float = 3.0, b: float = 0.4, D: float = 0.0, dt: float = 0.01):
         super().__init__()
@@ -66,3 +78,6 @@ class PredatorPrey(MicroSystem):
         sigma = rng.uniform(0.4, 0.6, size=(n, 1))
         c = np.cos(5 * np.pi * self.grid)[None, :]
         return np.concatenate([sigma + mu * c, 1 - sigma - mu * c], axis=1)
+
+    def observable(self):
+        return BlockMeans(2, names=("u_mean", "v_mean"))
