@@ -1,0 +1,48 @@
+"""Encoder Jacobians, pseudo-inverse rows and the condition number.
+
+Why ``J_Iᵀ (J Jᵀ)⁻¹`` *is* the rows ``I`` of ``pinv(J)``: for ``J ∈ R^{d×N}`` of full row
+rank ``d`` (which the condition-number penalty keeps), the Moore–Penrose inverse is
+``J⁺ = Jᵀ (J Jᵀ)⁻¹`` — it satisfies the four Penrose conditions, e.g. ``J J⁺ = I_d``.
+Row ``i`` of ``J⁺`` is ``(column i of J)ᵀ (J Jᵀ)⁻¹``. So the rows we need cost one
+``d×d`` Gram matrix and solve instead of an SVD of a ``d×N`` matrix, and only the
+``k`` chosen columns of ``J`` enter after the Gram matrix.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch.func import jacrev, vmap
+
+
+def batch_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
+    """Per-sample Jacobian of a batched map.
+
+    Args:
+        fn: maps ``(B, N) -> (B, d)`` row-wise (no coupling across the batch).
+        x: ``(B, N)``.
+    Returns:
+        ``(B, d, N)`` with ``J[b] = ∂fn(x)[b] / ∂x[b]``.
+    """
+    return vmap(jacrev(lambda xi: fn(xi.unsqueeze(0)).squeeze(0)))(x)
+
+
+def pinv_rows(J: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+    """Rows ``idx`` of the pseudo-inverse, ``J_Iᵀ (J Jᵀ)⁻¹``.
+
+    Args:
+        J: ``(B, d, N)`` full-row-rank Jacobians.
+        idx: ``(B, k)`` coordinate indices; ``None`` for all ``N`` rows.
+    Returns:
+        ``(B, k, d)`` (``(B, N, d)`` when ``idx`` is None).
+    """
+    gram = J @ J.transpose(1, 2)  # (B, d, d), symmetric positive definite
+    cols = J if idx is None else torch.gather(J, 2, idx.unsqueeze(1).expand(-1, J.shape[1], -1))
+    # (J Jᵀ)⁻¹ J_I solved, not inverted; transpose gives the rows.
+    return torch.linalg.solve(gram, cols).transpose(1, 2)
+
+
+def gram_condition_number(J: torch.Tensor) -> torch.Tensor:
+    """``κ(J Jᵀ) = λ_max / λ_min`` of the ``d×d`` Gram matrix, ``(B, d, N) -> (B,)``."""
+    ev = torch.linalg.eigvalsh(J @ J.transpose(1, 2))
+    return ev[:, -1] / ev[:, 0].clamp_min(1e-30)

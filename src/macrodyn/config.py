@@ -1,0 +1,159 @@
+"""Run configuration: YAML validated with pydantic. Unknown fields are refused."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from macrodyn.errors import InputError
+from macrodyn.systems.registry import SYSTEMS
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SystemConfig(_Strict):
+    """Which microscopic system, and its constructor parameters (checked per system)."""
+
+    name: str = "predator_prey"
+    params: dict = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.name not in SYSTEMS:
+            raise ValueError(f"unknown system {self.name!r}; known: {sorted(SYSTEMS)}")
+        cls = SYSTEMS[self.name]
+        if hasattr(cls, "Params"):
+            self.params = cls.Params(**self.params).model_dump()
+        return self
+
+
+class DataConfig(_Strict):
+    """Trajectories: training pool (configurations for both stages) and test set."""
+
+    n_train_trajectories: int = Field(200, gt=0)
+    n_test_trajectories: int = Field(100, gt=0)
+    n_steps: int = Field(3000, gt=0, description="integration steps per trajectory")
+    save_every: int = Field(10, gt=0, description="keep every save_every-th state")
+    chunk_trajectories: int = Field(50, gt=0, description="trajectories per stored chunk")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.n_steps % self.save_every:
+            raise ValueError(f"n_steps ({self.n_steps}) must be a multiple of save_every ({self.save_every})")
+        return self
+
+
+class ClosureConfig(_Strict):
+    """Closure autoencoder (stage 1)."""
+
+    dim: int = Field(2, ge=0, description="closure variables d − d*")
+    hidden: list[int] = Field(default_factory=lambda: [32, 32])
+    epochs: int = Field(10, gt=0)
+    batch_size: int = Field(256, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    cond_weight: float = Field(1e-6, ge=0, description="λ_cond of the condition-number penalty")
+    cond_on: Literal["full", "closure"] = "full"
+    observable_scale: float = Field(1.0, gt=0)
+    max_configs: int | None = Field(None, gt=0, description="subsample the training snapshots")
+
+
+class ModelConfig(_Strict):
+    """Macroscopic model ``dz/dt = g(z)``."""
+
+    kind: Literal["onsager", "mlp"] = "onsager"
+    hidden: list[int] = Field(default_factory=lambda: [64, 64])
+    potential_hidden: list[int] = Field(default_factory=lambda: [32, 32, 32])
+    alpha: float = Field(0.01, ge=0)
+    beta: float = Field(0.1, ge=0)
+    forcing: bool = False
+    activation: Literal["tanh", "relu", "softplus", "gelu", "silu"] = "tanh"
+
+
+class TrainingConfig(_Strict):
+    """Labelling budget and the dynamics fit (stage 2)."""
+
+    loss: Literal["L_z", "L_x", "L_xp"] = "L_xp"
+    p: float = Field(0.2, gt=0, le=1, description="fraction of units (coordinates/atoms) labelled per config")
+    budget: int = Field(150_000, gt=0, description="force evaluations spent on labels")
+    epochs: int = Field(2000, gt=0)
+    batch_size: int = Field(256, gt=0)
+    lr: float = Field(5e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    lr_factor: float = Field(0.5, gt=0, lt=1)
+    lr_patience: int = Field(50, ge=0)
+    min_lr: float = Field(5e-6, ge=0)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    stop_patience: int | None = Field(None, gt=0, description="early stopping (epochs without improvement)")
+    members: int = Field(1, gt=0, description="independently seeded models (mean ± std)")
+    chunk_configs: int = Field(1000, gt=0, description="labelled configurations per stored chunk")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.loss in ("L_z", "L_x") and self.p != 1:
+            raise ValueError(f"loss {self.loss} uses every coordinate: set p: 1 (got {self.p}) or use L_xp")
+        return self
+
+
+class EvaluationConfig(_Strict):
+    """Rollouts on the test trajectories."""
+
+    method: Literal["rk4", "euler", "midpoint", "dopri5"] = "rk4"
+    step_size: float | None = Field(None, gt=0, description="default: the saved-data time step")
+    n_plot: int = Field(4, ge=0, description="test trajectories drawn in the report")
+
+
+class RunConfig(_Strict):
+    """A whole run: simulate → label → closure → dynamics → evaluate → report."""
+
+    name: str = "run"
+    seed: int = 1
+    system: SystemConfig = Field(default_factory=SystemConfig)
+    data: DataConfig = Field(default_factory=DataConfig)
+    closure: ClosureConfig = Field(default_factory=ClosureConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    device: Literal["cpu", "cuda"] = "cpu"
+    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid config {source}:"]
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see the config reference in the README)"
+        lines.append(f"  {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
+    if not isinstance(data, dict):
+        raise InputError(f"config {source} must be a YAML mapping at the top level, got {type(data).__name__}.")
+    try:
+        return RunConfig(**data)
+    except ValidationError as e:
+        raise InputError(_format_errors(e, source)) from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML config; errors name the offending field."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"config file {path} not found.")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise InputError(f"config {path} is not valid YAML: {e}") from None
+    return parse_config(data, str(path))
+
+
+def default_config_path() -> Path:
+    """The embedded predator–prey config shipped with the package."""
+    return Path(__file__).parent / "configs" / "predator_prey.yaml"

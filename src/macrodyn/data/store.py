@@ -1,0 +1,148 @@
+"""Chunked on-disk tables (zarr v3): several columns sharing axis 0.
+
+A table is a zarr group whose arrays share the row axis and the chunking along it.
+A chunk is written as one unit: each column's chunk file is written atomically by
+zarr (temp file, then link), and the row of the ``_done`` flag array is written
+last, so a chunk is either complete (flag set) or treated as absent and redone.
+This is also what lets independent workers (Dask) fill different chunks.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import zarr
+
+from macrodyn.errors import InputError
+from macrodyn.systems.base import check_finite
+
+DONE = "_done"
+
+
+class ChunkedTable:
+    """Rows of named columns stored in chunks of ``chunk_rows`` rows.
+
+    Args:
+        group: an open zarr group holding the table (see :meth:`create`, :meth:`open`).
+    """
+
+    def __init__(self, group: zarr.Group):
+        self.group = group
+        self.n_rows: int = int(group.attrs["n_rows"])
+        self.chunk_rows: int = int(group.attrs["chunk_rows"])
+        self.columns: list[str] = list(group.attrs["columns"])
+
+    # -------------------------------------------------------------- creation
+    @classmethod
+    def create(cls, root: str | Path, name: str, n_rows: int, chunk_rows: int,
+               columns: dict[str, tuple[tuple[int, ...], str]], attrs: dict | None = None) -> "ChunkedTable":
+        """Create (or, if an identical layout exists, reopen) a table.
+
+        Args:
+            root: path of the zarr store (a directory).
+            name: table name (a group inside the store).
+            n_rows, chunk_rows: number of rows and rows per chunk.
+            columns: ``{column: (per-row shape, dtype)}``.
+            attrs: metadata; a table reopened with different ``attrs`` is an error, so a
+                changed config never silently mixes with old data.
+        """
+        if n_rows <= 0 or chunk_rows <= 0:
+            raise InputError(f"table {name!r}: n_rows and chunk_rows must be positive; got {n_rows}, {chunk_rows}.")
+        store = zarr.open_group(str(root), mode="a")
+        meta = {"n_rows": n_rows, "chunk_rows": chunk_rows, "columns": list(columns),
+                "shapes": {k: list(v[0]) for k, v in columns.items()}, "user": attrs or {}}
+        if name in store:
+            group = store[name]
+            old = {k: group.attrs.get(k) for k in meta}
+            if old != meta:
+                raise InputError(f"{root}/{name} already holds a table with different settings "
+                                 f"({_diff(old, meta)}); use a new --out directory or delete it.")
+            return cls(group)
+        group = store.create_group(name)
+        for col, (shape, dtype) in columns.items():
+            group.create_array(col, shape=(n_rows, *shape), chunks=(chunk_rows, *shape), dtype=dtype)
+        n_chunks = -(-n_rows // chunk_rows)
+        group.create_array(DONE, shape=(n_chunks,), chunks=(1,), dtype="bool", fill_value=False)
+        group.attrs.update(meta)  # written last: a table without attrs is incomplete
+        return cls(group)
+
+    @classmethod
+    def open(cls, root: str | Path, name: str) -> "ChunkedTable":
+        """Open an existing table; a clear error if it is missing or incomplete."""
+        if not Path(root).exists():
+            raise InputError(f"dataset {root} does not exist; run the stage that creates it first.")
+        try:
+            store = zarr.open_group(str(root), mode="r+")
+            group = store[name]
+            return cls(group)
+        except KeyError as e:
+            raise InputError(f"dataset {root} has no complete table {name!r}; rerun the stage that creates it.") from e
+        except Exception as e:  # corrupt metadata
+            raise InputError(f"cannot read table {name!r} in {root}: {e}. The file may be corrupt; delete it and rerun.") from e
+
+    @property
+    def user_attrs(self) -> dict:
+        return dict(self.group.attrs["user"])
+
+    # ---------------------------------------------------------------- chunks
+    @property
+    def n_chunks(self) -> int:
+        return -(-self.n_rows // self.chunk_rows)
+
+    def chunk_slice(self, c: int) -> slice:
+        return slice(c * self.chunk_rows, min((c + 1) * self.chunk_rows, self.n_rows))
+
+    def done(self) -> np.ndarray:
+        """``(n_chunks,)`` bool: which chunks are complete."""
+        return np.asarray(self.group[DONE][:])
+
+    def missing_chunks(self) -> list[int]:
+        return [int(c) for c in np.flatnonzero(~self.done())]
+
+    def is_complete(self) -> bool:
+        return bool(self.done().all())
+
+    def write_chunk(self, c: int, **cols: np.ndarray) -> None:
+        """Write every column of chunk ``c``, then mark it done."""
+        sl = self.chunk_slice(c)
+        if set(cols) != set(self.columns):
+            raise InputError(f"chunk {c}: columns {sorted(cols)} do not match table columns {sorted(self.columns)}.")
+        for name, a in cols.items():
+            want = (sl.stop - sl.start, *self.group.attrs["shapes"][name])
+            if tuple(a.shape) != want:
+                raise InputError(f"chunk {c}, column {name!r}: shape {tuple(a.shape)}, expected {want}.")
+            if np.issubdtype(a.dtype, np.floating):
+                check_finite(f"column {name!r} of chunk {c}", a)
+        for name, a in cols.items():
+            self.group[name][sl] = a
+        self.group[DONE][c] = True
+
+    def read_chunk(self, c: int, columns: list[str] | None = None) -> dict[str, np.ndarray]:
+        sl = self.chunk_slice(c)
+        return {k: np.asarray(self.group[k][sl]) for k in (columns or self.columns)}
+
+    def iter_chunks(self, columns: list[str] | None = None, order: np.ndarray | None = None
+                    ) -> Iterator[dict[str, np.ndarray]]:
+        """Stream complete chunks (in ``order`` if given); never loads the whole table."""
+        if not self.is_complete():
+            raise InputError(f"table {self.group.path!r} is incomplete ({len(self.missing_chunks())} chunks "
+                             "missing); rerun the stage that writes it.")
+        for c in (range(self.n_chunks) if order is None else order):
+            yield self.read_chunk(int(c), columns)
+
+    def read(self, columns: list[str] | None = None, rows: np.ndarray | slice | None = None) -> dict[str, np.ndarray]:
+        """Read whole columns (or selected ``rows``) into memory; for tables that fit."""
+        if not self.is_complete():
+            raise InputError(f"table {self.group.path!r} is incomplete; rerun the stage that writes it.")
+        sel = slice(None) if rows is None else rows
+        out = {}
+        for k in (columns or self.columns):
+            arr = self.group[k]
+            out[k] = np.asarray(arr.oindex[sel] if isinstance(sel, np.ndarray) else arr[sel])
+        return out
+
+
+def _diff(old: dict, new: dict) -> str:
+    keys = [k for k in new if old.get(k) != new.get(k)]
+    return ", ".join(f"{k}: {old.get(k)} -> {new.get(k)}" for k in keys)

@@ -1,0 +1,304 @@
+"""The run pipeline: simulate → label → closure → dynamics → evaluate → report.
+
+Each stage reads what the previous one wrote in the run folder and skips work that
+is already complete, so an interrupted run continues where it stopped. Randomness is
+seeded per stage and per chunk, so the result does not depend on where it stopped.
+
+Run folder::
+
+    config.yaml          the validated config
+    data.zarr/           tables train, test (trajectories) and labels (x, idx, f)
+    closure.pt           closure autoencoder + training history
+    dynamics/member_K.pt macroscopic models + histories
+    metrics.json         the numbers (force evaluations, rollout error, timings)
+    report.md, figures/  the report
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm.auto import tqdm
+
+from macrodyn import keys as K
+from macrodyn.closure.autoencoder import ClosureAutoencoder
+from macrodyn.config import RunConfig
+from macrodyn.data.store import ChunkedTable
+from macrodyn.dynamics import MLPField, OnsagerNet, StandardizedField
+from macrodyn.errors import InputError
+from macrodyn.evaluation.rollout import relative_error, rollout
+from macrodyn.io import load_json, load_torch, save_json, save_torch
+from macrodyn.systems.base import MicroSystem
+from macrodyn.systems.registry import build_system
+from macrodyn.training.closure import fit_closure
+from macrodyn.training.dynamics import fit_dynamics
+from macrodyn.training.features import compute_features, label, sample_units, units_in
+from macrodyn.training.losses import make_loss
+
+STAGES = ("simulate", "label", "closure", "dynamics", "evaluate", "report")
+_STREAM = {"train": 11, "test": 12, "labels": 13, "pick": 14}  # independent RNG streams
+
+
+@dataclass
+class Run:
+    """A run folder bound to its config and system."""
+
+    cfg: RunConfig
+    out: Path
+    system: MicroSystem | None = None
+    progress: bool = True
+    timings: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        if self.system is None:
+            self.system = build_system(self.cfg.system.name, self.cfg.system.params)
+        if self.cfg.threads:
+            torch.set_num_threads(self.cfg.threads)
+        self.out.mkdir(parents=True, exist_ok=True)
+        cfg_path = self.out / "config.yaml"
+        text = yaml.safe_dump(self.cfg.model_dump(), sort_keys=False)
+        if cfg_path.exists() and cfg_path.read_text() != text:
+            raise InputError(f"{self.out} holds a run with a different config; use another --out or delete it.")
+        cfg_path.write_text(text)
+        timing_file = self.out / "stage_seconds.json"
+        self.timings = load_json(timing_file) if timing_file.exists() else {}
+
+    @property
+    def store(self) -> Path:
+        return self.out / "data.zarr"
+
+    def rng(self, stream: str, *extra: int) -> np.random.Generator:
+        return np.random.default_rng([self.cfg.seed, _STREAM[stream], *extra])
+
+    def _timed(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        save_json(self.timings, self.out / "stage_seconds.json")
+
+    # ------------------------------------------------------------ budget
+    @property
+    def units_per_config(self) -> int:
+        t = self.cfg.training
+        return self.system.n_units if t.loss != "L_xp" else max(1, int(round(t.p * self.system.n_units)))
+
+    @property
+    def n_configs(self) -> int:
+        n = self.cfg.training.budget // self.units_per_config
+        if n < 2:
+            raise InputError(f"budget {self.cfg.training.budget} buys fewer than 2 configurations at "
+                             f"{self.units_per_config} force evaluations each; raise training.budget.")
+        return n
+
+
+def simulate(run: Run) -> None:
+    """Generate training and test trajectories, chunk by chunk."""
+    t0 = time.perf_counter()
+    d = run.cfg.data
+    sys_ = run.system
+    n_saved = d.n_steps // d.save_every + 1
+    for name, n in (("train", d.n_train_trajectories), ("test", d.n_test_trajectories)):
+        table = ChunkedTable.create(run.store, name, n, d.chunk_trajectories,
+                                    {K.TRAJ: ((n_saved, sys_.n_coords), "float64")},
+                                    {"system": run.cfg.system.model_dump(), "seed": run.cfg.seed,
+                                     "n_steps": d.n_steps, "save_every": d.save_every, "dt": sys_.dt})
+        for c in tqdm(table.missing_chunks(), desc=f"simulate {name}", disable=not run.progress, leave=False):
+            sl = table.chunk_slice(c)
+            x0 = sys_.sample_initial(sl.stop - sl.start, run.rng(name, c))
+            traj = sys_.trajectories(x0, d.n_steps, d.save_every, progress=False)
+            table.write_chunk(c, **{K.TRAJ: traj})
+    run._timed("simulate", time.perf_counter() - t0)
+
+
+def pick_configs(run: Run, n_configs: int) -> np.ndarray:
+    """Which training snapshots get labels: ``(n_configs, 2)`` of (trajectory, time)."""
+    d = run.cfg.data
+    n_saved = d.n_steps // d.save_every + 1
+    pool = d.n_train_trajectories * n_saved
+    if n_configs > pool:
+        raise InputError(f"the budget asks for {n_configs} configurations but the training pool has {pool} "
+                         "snapshots; raise data.n_train_trajectories or lower training.budget.")
+    flat = np.sort(run.rng("pick").choice(pool, n_configs, replace=False))
+    return np.stack([flat // n_saved, flat % n_saved], axis=1)
+
+
+def label_stage(run: Run) -> None:
+    """Compute forces on a random subset of units of each chosen configuration."""
+    t0 = time.perf_counter()
+    sys_, t = run.system, run.cfg.training
+    n, k = run.n_configs, run.units_per_config
+    kc = k * sys_.coords_per_unit
+    where = pick_configs(run, n)
+    table = ChunkedTable.create(run.store, "labels", n, t.chunk_configs,
+                                {K.X: ((sys_.n_coords,), "float64"), K.INDEX: ((kc,), "int64"),
+                                 K.FORCES: ((kc,), "float64")},
+                                {"loss": t.loss, "p": t.p, "budget": t.budget, "seed": run.cfg.seed})
+    train = ChunkedTable.open(run.store, "train")
+    for c in tqdm(table.missing_chunks(), desc="label", disable=not run.progress, leave=False):
+        sl = table.chunk_slice(c)
+        x = _gather_snapshots(train, where[sl])
+        idx = sys_.unit_coords(sample_units(len(x), sys_.n_units, k, run.rng("labels", c)))
+        table.write_chunk(c, **{K.X: x, K.INDEX: idx, K.FORCES: label(sys_, x, idx)})
+    run._timed("label", time.perf_counter() - t0)
+
+
+def _gather_snapshots(traj: ChunkedTable, where: np.ndarray) -> np.ndarray:
+    out = np.empty((len(where), traj.group[K.TRAJ].shape[-1]))
+    for c in np.unique(where[:, 0] // traj.chunk_rows):
+        sel = np.flatnonzero(where[:, 0] // traj.chunk_rows == c)
+        block = traj.read_chunk(int(c), [K.TRAJ])[K.TRAJ]
+        out[sel] = block[where[sel, 0] - c * traj.chunk_rows, where[sel, 1]]
+    return out
+
+
+def make_closure(run: Run) -> ClosureAutoencoder:
+    c = run.cfg.closure
+    return ClosureAutoencoder(run.system.observable(), run.system.n_coords, c.dim, tuple(c.hidden),
+                              c.observable_scale)
+
+
+def closure_stage(run: Run) -> ClosureAutoencoder:
+    """Train the closure autoencoder on training snapshots (no forces)."""
+    path = run.out / "closure.pt"
+    if path.exists():
+        ae = make_closure(run)
+        ae.load_state_dict(load_torch(path)["state"])
+        return ae
+    t0 = time.perf_counter()
+    c = run.cfg.closure
+    train = ChunkedTable.open(run.store, "train")
+    x = np.concatenate([ch[K.TRAJ].reshape(-1, run.system.n_coords) for ch in train.iter_chunks([K.TRAJ])])
+    if c.max_configs and len(x) > c.max_configs:
+        x = x[np.sort(run.rng("pick", 1).choice(len(x), c.max_configs, replace=False))]
+    torch.manual_seed(run.cfg.seed)
+    ae = make_closure(run)
+    hist = fit_closure(ae, x, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
+                       cond_weight=c.cond_weight, closure_only=c.cond_on == "closure", seed=run.cfg.seed,
+                       progress=run.progress)
+    save_torch({"state": ae.state_dict(), "history": hist}, path)
+    run._timed("closure", time.perf_counter() - t0)
+    return ae
+
+
+def make_field(run: Run, dim: int) -> StandardizedField:
+    m = run.cfg.model
+    if m.kind == "onsager":
+        core = OnsagerNet(dim, tuple(m.hidden), tuple(m.potential_hidden), m.alpha, m.beta, m.forcing, m.activation)
+    else:
+        core = MLPField(dim, tuple(m.hidden), m.activation)
+    return StandardizedField(core, dim)
+
+
+def features_for(run: Run, ae: ClosureAutoencoder) -> dict[str, torch.Tensor]:
+    lab = ChunkedTable.open(run.store, "labels").read()
+    return compute_features(ae, lab[K.X], lab[K.INDEX], lab[K.FORCES])
+
+
+def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
+    """Fit ``members`` macroscopic models with the configured loss."""
+    t = run.cfg.training
+    folder = run.out / "dynamics"
+    fields: list[StandardizedField] = []
+    feats = None
+    for m in range(t.members):
+        path = folder / f"member_{m}.pt"
+        seed = run.cfg.seed * 1000 + m
+        torch.manual_seed(seed)
+        field_ = make_field(run, ae.dim)
+        if path.exists():
+            field_.load_state_dict(load_torch(path)["state"])
+            fields.append(field_)
+            continue
+        t0 = time.perf_counter()
+        if feats is None:
+            feats = features_for(run, ae)
+            v = feats[K.JF] if t.loss == "L_z" else feats[K.JF_ESTIMATE]
+            stats = (feats[K.Z].mean(0), feats[K.Z].std(0), v.mean(0), v.std(0))
+        field_.set_stats(*stats)
+        hist = fit_dynamics(field_, make_loss(t.loss, t.p), feats, epochs=t.epochs, batch_size=t.batch_size,
+                            lr=t.lr, weight_decay=t.weight_decay, lr_factor=t.lr_factor, lr_patience=t.lr_patience,
+                            min_lr=t.min_lr, val_fraction=t.val_fraction, stop_patience=t.stop_patience,
+                            seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}")
+        save_torch({"state": field_.state_dict(), "history": hist}, path)
+        run._timed("dynamics", time.perf_counter() - t0)
+        fields.append(field_)
+    return fields
+
+
+def evaluate_stage(run: Run, ae: ClosureAutoencoder, fields: list[StandardizedField]) -> dict:
+    """Roll out from encoded test initial states; relative error on the given observables."""
+    t0 = time.perf_counter()
+    d, e = run.cfg.data, run.cfg.evaluation
+    test = ChunkedTable.open(run.store, "test")
+    n_obs = ae.observable.dim
+    n_saved = d.n_steps // d.save_every + 1
+    times = torch.arange(n_saved, dtype=torch.float32) * (run.system.dt * d.save_every)
+    errs = np.zeros((len(fields), test.n_rows))
+    with torch.no_grad():
+        for ch_i, ch in enumerate(test.iter_chunks([K.TRAJ])):
+            traj = torch.as_tensor(ch[K.TRAJ], dtype=torch.float32)  # (b, T, N)
+            sl = test.chunk_slice(ch_i)
+            true = ae.observable(traj.reshape(-1, traj.shape[-1])).reshape(traj.shape[0], n_saved, n_obs)
+            z0 = ae(traj[:, 0])
+            for m, g in enumerate(fields):
+                pred = rollout(g, z0, times, method=e.method, step_size=e.step_size)
+                errs[m, sl] = relative_error(pred[..., :n_obs], true.transpose(0, 1)).numpy()
+    per_member = np.nanmean(errs, axis=1)
+    lab = ChunkedTable.open(run.store, "labels")
+    n_evals = sum(units_in(ch[K.INDEX], run.system.coords_per_unit) for ch in lab.iter_chunks([K.INDEX]))
+    run._timed("evaluate", time.perf_counter() - t0)
+    metrics = {
+        "system": run.cfg.system.name,
+        "loss": run.cfg.training.loss,
+        "p": run.cfg.training.p,
+        "model": run.cfg.model.kind,
+        "budget": run.cfg.training.budget,
+        "n_configs": lab.n_rows,
+        "units_per_config": run.units_per_config,
+        "force_evaluations": n_evals,
+        "simulation_force_evaluations": 4 * d.n_steps * (d.n_train_trajectories + d.n_test_trajectories)
+        * run.system.n_units,
+        "rollout_rel_error": float(per_member.mean()),
+        "rollout_rel_error_std": float(per_member.std()) if len(fields) > 1 else 0.0,
+        "rollout_rel_error_members": per_member.tolist(),
+        "rollout_rel_error_max_trajectory": float(np.nanmax(errs.mean(0))),
+        "n_members": len(fields),
+        "n_test_trajectories": test.n_rows,
+        "seed": run.cfg.seed,
+        "stage_seconds": {s: round(run.timings.get(s, 0.0), 3) for s in STAGES if s in run.timings},
+    }
+    np.save(run.out / "test_errors.npy", errs)
+    save_json(metrics, run.out / "metrics.json")
+    return metrics
+
+
+def run_all(run: Run, stages: tuple[str, ...] = STAGES) -> dict:
+    """Run (or resume) the pipeline; returns ``metrics.json`` as a dict."""
+    from macrodyn.evaluation.report import write_report
+
+    unknown = set(stages) - set(STAGES)
+    if unknown:
+        raise InputError(f"unknown stage(s) {sorted(unknown)}; stages are {STAGES}.")
+    if "simulate" in stages:
+        simulate(run)
+    if "label" in stages:
+        label_stage(run)
+    if not {"closure", "dynamics", "evaluate", "report"} & set(stages):
+        return {}
+    ae = closure_stage(run)
+    if not {"dynamics", "evaluate", "report"} & set(stages):
+        return {}
+    fields = dynamics_stage(run, ae)
+    metrics = load_json(run.out / "metrics.json") if (run.out / "metrics.json").exists() else None
+    if "evaluate" in stages or metrics is None:
+        metrics = evaluate_stage(run, ae, fields)
+    if "report" in stages:
+        t0 = time.perf_counter()
+        write_report(run, ae, fields, metrics)
+        run._timed("report", time.perf_counter() - t0)
+        metrics["stage_seconds"] = {s: round(run.timings.get(s, 0.0), 3) for s in STAGES if s in run.timings}
+        save_json(metrics, run.out / "metrics.json")
+    return metrics

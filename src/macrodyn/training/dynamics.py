@@ -1,0 +1,80 @@
+"""Stage 2: fit a macroscopic model with one of the losses, on precomputed features."""
+from __future__ import annotations
+
+import copy
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+
+def _batches(data: dict[str, torch.Tensor], rows: torch.Tensor, batch_size: int):
+    for s in range(0, len(rows), batch_size):
+        r = rows[s:s + batch_size]
+        yield {k: v[r] for k, v in data.items()}
+
+
+def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epochs: int, batch_size: int,
+                 lr: float, weight_decay: float = 0.0, lr_factor: float = 0.5, lr_patience: int = 50,
+                 min_lr: float = 5e-6, val_fraction: float = 0.1, stop_patience: int | None = None,
+                 seed: int = 0, progress: bool = True, desc: str = "dynamics") -> dict:
+    """Train ``field`` in place (AdamW with amsgrad, ReduceLROnPlateau on the validation loss).
+
+    Args:
+        field: vector field ``(B, d) -> (B, d)`` (usually a ``StandardizedField``).
+        loss: a loss object (``loss(field, batch) -> scalar``; ``loss.needs`` keys).
+        data: ``{key: (M, ...)}`` tensors sharing the first axis.
+        val_fraction: held-out configurations for the scheduler and early stopping
+            (0 uses the training loss).
+        stop_patience: stop after this many epochs without a new best validation
+            loss (None: run all epochs). The best state is restored.
+    Returns:
+        history with per-epoch ``train``, ``val``, ``lr``, plus ``best_epoch``, ``seconds``.
+    """
+    data = {k: data[k] for k in loss.needs}
+    m = len(next(iter(data.values())))
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(m, generator=gen)
+    n_val = int(round(val_fraction * m)) if val_fraction > 0 else 0
+    val_rows, train_rows = perm[:n_val], perm[n_val:]
+    opt = torch.optim.AdamW(field.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=True)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=lr_factor, patience=lr_patience, min_lr=min_lr)
+    hist: dict = {"train": [], "val": [], "lr": []}
+    best, best_state, best_epoch = float("inf"), None, -1
+    t0 = time.perf_counter()
+    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+    for epoch in bar:
+        field.train()
+        rows = train_rows[torch.randperm(len(train_rows), generator=gen)]
+        tot, n = 0.0, 0
+        for batch in _batches(data, rows, batch_size):
+            value = loss(field, batch)
+            opt.zero_grad(set_to_none=True)
+            value.backward()
+            opt.step()
+            tot += value.item() * len(batch[loss.needs[0]])
+            n += len(batch[loss.needs[0]])
+        train_loss = tot / n
+        if n_val:
+            field.eval()
+            val_loss = float(np.mean([loss(field, b).item() for b in _batches(data, val_rows, 4096)]))
+        else:
+            val_loss = train_loss
+        sched.step(val_loss)
+        hist["train"].append(train_loss)
+        hist["val"].append(val_loss)
+        hist["lr"].append(opt.param_groups[0]["lr"])
+        if val_loss < best:
+            best, best_epoch = val_loss, epoch
+            best_state = copy.deepcopy(field.state_dict())
+        bar.set_postfix(train=f"{train_loss:.3e}", val=f"{val_loss:.3e}")
+        if stop_patience is not None and epoch - best_epoch >= stop_patience:
+            break
+    if best_state is not None:
+        field.load_state_dict(best_state)
+    field.eval()
+    hist.update(best_epoch=best_epoch, best_val=best, epochs_run=len(hist["train"]),
+                seconds=time.perf_counter() - t0)
+    return hist

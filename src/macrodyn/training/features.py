@@ -1,0 +1,75 @@
+"""Subsets, labels and the per-configuration features the losses consume.
+
+The encoder is frozen after stage 1, so ``z = φ(x)``, the pseudo-inverse rows
+``J_Iᵀ(JJᵀ)⁻¹`` and (for ``L_z``) ``J f`` are computed once per configuration; the
+dynamics training then only multiplies small matrices.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from macrodyn import keys as K
+from macrodyn.closure.autoencoder import ClosureAutoencoder
+from macrodyn.closure.jacobian import pinv_rows
+from macrodyn.systems.base import MicroSystem
+
+
+def sample_units(n_rows: int, n_units: int, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` distinct units per row, uniformly, sorted: ``(n_rows, k)`` int64."""
+    if k == n_units:
+        return np.broadcast_to(np.arange(n_units), (n_rows, n_units)).copy()
+    keys = rng.random((n_rows, n_units))
+    return np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1).astype(np.int64)
+
+
+def label(system: MicroSystem, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Forces at ``idx`` ``(B, k)``; a full evaluation when every coordinate is chosen."""
+    if idx.shape[1] == system.n_coords:
+        return np.take_along_axis(system.forces(x), idx, axis=1)
+    return system.partial_forces(x, idx)
+
+
+def units_in(idx: np.ndarray, coords_per_unit: int) -> int:
+    """Force evaluations represented by stored indices (distinct units per row)."""
+    if coords_per_unit == 1:
+        return int(idx.size)
+    u = np.sort(idx // coords_per_unit, axis=1)
+    return int((np.diff(u, axis=1) != 0).sum() + len(u))
+
+
+@torch.no_grad()
+def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: np.ndarray, *,
+                     batch: int = 512, dtype=torch.float32) -> dict[str, torch.Tensor]:
+    """Features of labelled configurations.
+
+    Args:
+        ae: trained closure (its Jacobian is evaluated in float64 for the solve).
+        x: ``(M, N)`` configurations; idx, f: ``(M, k)`` indices and forces there.
+    Returns:
+        ``{Z: (M, d), PINV_ROWS: (M, k, d), FORCES: (M, k), WEIGHTS: (M, k),
+        JF_ESTIMATE: (M, d)}``, plus ``JF: (M, d)`` when every coordinate is labelled.
+    """
+    ae64 = ae.double()
+    n = x.shape[1]
+    out = {K.Z: [], K.PINV_ROWS: [], K.JF_ESTIMATE: []}
+    full = idx.shape[1] == n
+    if full:
+        out[K.JF] = []
+    for s in range(0, len(x), batch):
+        xb = torch.as_tensor(x[s:s + batch], dtype=torch.float64)
+        ib = torch.as_tensor(idx[s:s + batch])
+        fb = torch.as_tensor(f[s:s + batch], dtype=torch.float64)
+        J = ae64.jacobian(xb)
+        JI = torch.gather(J, 2, ib.unsqueeze(1).expand(-1, J.shape[1], -1))
+        out[K.Z].append(ae64(xb))
+        out[K.PINV_ROWS].append(pinv_rows(J, ib))
+        # Σ_{i∈I} J_{:,i} f_i scaled by N/k is an unbiased estimate of J f
+        out[K.JF_ESTIMATE].append((JI @ fb.unsqueeze(-1)).squeeze(-1) * (n / ib.shape[1]))
+        if full:
+            out[K.JF].append((JI @ fb.unsqueeze(-1)).squeeze(-1))
+    ae.float()
+    res = {k: torch.cat(v).to(dtype) for k, v in out.items()}
+    res[K.FORCES] = torch.as_tensor(f, dtype=dtype)
+    res[K.WEIGHTS] = torch.ones_like(res[K.FORCES])
+    return res
