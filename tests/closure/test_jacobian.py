@@ -1,0 +1,61 @@
+import torch
+
+from macrodyn.closure import ClosureAutoencoder, batch_jacobian, gram_condition_number, pinv_rows
+from macrodyn.observables import BlockMeans
+
+
+def _ae():
+    return ClosureAutoencoder(BlockMeans(2), 40, 3, hidden=(16, 16)).double()
+
+
+def test_jacobian_matches_finite_differences():
+    ae = _ae()
+    x = torch.rand(3, 40, dtype=torch.float64)
+    J = ae.jacobian(x)
+    assert J.shape == (3, 5, 40)
+    h = 1e-6
+    for i in (0, 17, 39):
+        e = torch.zeros(40, dtype=torch.float64)
+        e[i] = h
+        fd = (ae(x + e) - ae(x - e)) / (2 * h)
+        torch.testing.assert_close(J[:, :, i], fd, rtol=1e-6, atol=1e-8)
+
+
+def test_given_observable_rows_are_block_means():
+    J = _ae().jacobian(torch.rand(2, 40, dtype=torch.float64))
+    expected = torch.zeros(2, 40, dtype=torch.float64)
+    expected[0, :20] = 1 / 20
+    expected[1, 20:] = 1 / 20
+    torch.testing.assert_close(J[0, :2], expected)
+
+
+def test_pinv_rows_equal_rows_of_pinv():
+    J = torch.randn(4, 5, 60, dtype=torch.float64)
+    idx = torch.stack([torch.randperm(60)[:7] for _ in range(4)])
+    rows = pinv_rows(J, idx)
+    full = torch.linalg.pinv(J)
+    torch.testing.assert_close(rows, torch.gather(full, 1, idx.unsqueeze(-1).expand(-1, -1, 5)))
+    torch.testing.assert_close(pinv_rows(J), full)
+    # J J⁺ = I (right inverse)
+    torch.testing.assert_close(J @ pinv_rows(J), torch.eye(5, dtype=torch.float64).expand(4, 5, 5))
+
+
+def test_condition_number_matches_svd():
+    J = torch.randn(3, 4, 30, dtype=torch.float64)
+    s = torch.linalg.svdvals(J)
+    torch.testing.assert_close(gram_condition_number(J), (s[:, 0] / s[:, -1]) ** 2)
+
+
+def test_batch_jacobian_of_linear_map():
+    A = torch.randn(3, 8, dtype=torch.float64)
+    J = batch_jacobian(lambda x: x @ A.T, torch.randn(5, 8, dtype=torch.float64))
+    torch.testing.assert_close(J, A.expand(5, 3, 8))
+
+
+def test_decoder_roundtrip_shapes_and_bad_closure_dim():
+    import pytest
+
+    ae = _ae()
+    assert ae.decode(ae(torch.rand(2, 40, dtype=torch.float64))).shape == (2, 40)
+    with pytest.raises(ValueError, match="closure_dim"):
+        ClosureAutoencoder(BlockMeans(2), 10, 8)
