@@ -58,6 +58,7 @@ class ClosureConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     cond_weight: float = Field(1e-6, ge=0, description="λ_cond of the condition-number penalty")
     cond_on: Literal["full", "closure"] = "full"
+    cond_batch: int | None = Field(64, gt=0, description="rows per batch used for the κ penalty (None: all)")
     observable_scale: float = Field(1.0, gt=0)
     max_configs: int | None = Field(None, gt=0, description="subsample the training snapshots")
 

@@ -176,7 +176,8 @@ def closure_stage(run: Run) -> ClosureAutoencoder:
     torch.manual_seed(run.cfg.seed)
     ae = make_closure(run)
     hist = fit_closure(ae, x, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
-                       cond_weight=c.cond_weight, closure_only=c.cond_on == "closure", seed=run.cfg.seed,
+                       cond_weight=c.cond_weight, closure_only=c.cond_on == "closure", cond_batch=c.cond_batch,
+                       seed=run.cfg.seed,
                        progress=run.progress)
     save_torch({"state": ae.state_dict(), "history": hist}, path)
     run._timed("closure", time.perf_counter() - t0)
