@@ -34,8 +34,15 @@ class OnsagerNet(nn.Module):
         self.h = mlp(dim, potential_hidden[:-1], potential_hidden[-1], activation)
         self.gamma = nn.Linear(dim, potential_hidden[-1], bias=False)
         self.forcing = mlp(dim, hidden, dim, activation) if forcing else None
-        self.register_buffer("tril", torch.tril_indices(dim, dim), persistent=False)
-        self.register_buffer("triu", torch.triu_indices(dim, dim, offset=1), persistent=False)
+        # 0/1 maps from the MLP output to the entries of L and U: one matmul each
+        # instead of scatter ops (the step cost is op overhead, not flops, at small d)
+        place_l = torch.zeros(n_low, dim * dim)
+        place_l[torch.arange(n_low), (lambda t: t[0] * dim + t[1])(torch.tril_indices(dim, dim))] = 1
+        n_up = dim * (dim - 1) // 2
+        place_u = torch.zeros(n_up, dim * dim)
+        place_u[torch.arange(n_up), (lambda t: t[0] * dim + t[1])(torch.triu_indices(dim, dim, 1))] = 1
+        self.register_buffer("place_l", place_l, persistent=False)
+        self.register_buffer("place_u", place_u, persistent=False)
         self._n_low = n_low
 
     def potential(self, z: torch.Tensor) -> torch.Tensor:
@@ -51,10 +58,8 @@ class OnsagerNet(nn.Module):
             grad_v, = torch.autograd.grad(self.potential(zz).sum(), zz, create_graph=build_graph)
         B, d = z.shape
         out = self.matrices(z)
-        L = z.new_zeros(B, d, d)
-        L[:, self.tril[0], self.tril[1]] = out[:, : self._n_low]
-        U = z.new_zeros(B, d, d)
-        U[:, self.triu[0], self.triu[1]] = out[:, self._n_low:]
+        L = (out[:, : self._n_low] @ self.place_l).view(B, d, d)
+        U = (out[:, self._n_low:] @ self.place_u).view(B, d, d)
         M_plus_W = L @ L.transpose(1, 2) + U - U.transpose(1, 2)
         dz = -(M_plus_W @ grad_v.unsqueeze(-1)).squeeze(-1) - self.alpha * grad_v
         if self.forcing is not None:

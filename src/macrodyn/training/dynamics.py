@@ -39,7 +39,7 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
     perm = torch.randperm(m, generator=gen)
     n_val = int(round(val_fraction * m)) if val_fraction > 0 else 0
     val_rows, train_rows = perm[:n_val], perm[n_val:]
-    opt = torch.optim.AdamW(field.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=True)
+    opt = torch.optim.AdamW(field.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=True, fused=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=lr_factor, patience=lr_patience, min_lr=min_lr)
     hist: dict = {"train": [], "val": [], "lr": []}
     best, best_state, best_epoch = float("inf"), None, -1
