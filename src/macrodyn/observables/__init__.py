@@ -1,4 +1,5 @@
 """Given macroscopic observables with Jacobians."""
 from macrodyn.observables.base import BlockMeans, FunctionObservable, Observable
+from macrodyn.observables.free_energy import GinzburgLandau
 
-__all__ = ["BlockMeans", "FunctionObservable", "Observable"]
+__all__ = ["BlockMeans", "FunctionObservable", "GinzburgLandau", "Observable"]

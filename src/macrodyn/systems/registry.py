@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from macrodyn.errors import InputError
+from macrodyn.systems.allen_cahn import AllenCahn
 from macrodyn.systems.base import MicroSystem
 from macrodyn.systems.predator_prey import PredatorPrey
 
 SYSTEMS: dict[str, type[MicroSystem]] = {
     "predator_prey": PredatorPrey,
+    "allen_cahn": AllenCahn,
 }
 
 
