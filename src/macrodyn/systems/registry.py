@@ -4,10 +4,12 @@ from __future__ import annotations
 from macrodyn.errors import InputError
 from macrodyn.systems.allen_cahn import AllenCahn
 from macrodyn.systems.base import MicroSystem
+from macrodyn.systems.md import LennardJones
 from macrodyn.systems.predator_prey import PredatorPrey
 
 SYSTEMS: dict[str, type[MicroSystem]] = {
     "predator_prey": PredatorPrey,
+    "lennard_jones": LennardJones,
     "allen_cahn": AllenCahn,
 }
 

@@ -1,0 +1,270 @@
+"""Lennard–Jones molecular dynamics as a microscopic system (METHOD.md §5, §7).
+
+State layout (atom-major): ``x[6a : 6a+3]`` is the position of atom ``a`` and
+``x[6a+3 : 6a+6]`` its velocity, so ``N = 6 n``. The right-hand side is
+
+    f(x) = (v, F(r) / m)         (per atom: 3 velocity components, then 3 accelerations)
+
+in LJ units (ε = σ = m = 1, time τ = σ √(m/ε)). Only the acceleration costs a force
+call; the cost unit is one atom (``coords_per_unit = 6``).
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from tqdm.auto import tqdm
+
+from macrodyn.errors import InputError
+from macrodyn.systems.base import MicroSystem
+from macrodyn.systems.lj import lj_forces
+
+__all__ = ["LennardJones", "velocity_verlet", "split_state", "join_state", "fire_relax",
+           "gaussian_velocities"]
+
+
+# ------------------------------------------------------------------ state layout
+def split_state(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Atom-major MD state ``(..., 6 n)`` -> positions and velocities, each ``(..., n, 3)`` (views)."""
+    a = x.reshape(*x.shape[:-1], -1, 6)
+    return a[..., :3], a[..., 3:]
+
+
+def join_state(positions: np.ndarray, velocities: np.ndarray) -> np.ndarray:
+    """Positions and velocities ``(..., n, 3)`` -> atom-major state ``(..., 6 n)``."""
+    a = np.concatenate([positions, velocities], axis=-1)
+    return a.reshape(*a.shape[:-2], -1)
+
+
+# ------------------------------------------------------------------- integrators
+def velocity_verlet(force_fn: Callable[[np.ndarray], np.ndarray], positions: np.ndarray,
+                    velocities: np.ndarray, inv_mass, dt: float, n_steps: int,
+                    save_every: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Velocity-Verlet NVE integration of one configuration.
+
+    ``v ← v + ½ dt F/m;  r ← r + dt v;  F ← F(r);  v ← v + ½ dt F/m`` (the scheme of
+    LAMMPS's ``fix nve``); positions are never wrapped.
+
+    Args:
+        force_fn: ``(n, 3) -> (n, 3)`` forces.
+        positions, velocities: ``(n, 3)`` initial state.
+        inv_mass: ``1/m`` as a scalar or ``(n, 1)``.
+        dt: time step; n_steps: number of steps; save_every: save stride.
+    Returns:
+        ``(positions, velocities)``, each ``(n_steps // save_every + 1, n, 3)``.
+    """
+    r = np.array(positions, dtype=np.float64)
+    v = np.array(velocities, dtype=np.float64)
+    n_saved = n_steps // save_every + 1
+    out_r = np.empty((n_saved, *r.shape))
+    out_v = np.empty((n_saved, *v.shape))
+    out_r[0], out_v[0] = r, v
+    a = force_fn(r) * inv_mass
+    for step in range(1, n_steps + 1):
+        v += 0.5 * dt * a
+        r += dt * v
+        a = force_fn(r) * inv_mass
+        v += 0.5 * dt * a
+        if step % save_every == 0:
+            if not np.isfinite(v).all():
+                raise InputError(f"MD blew up at step {step}; reduce dt or relax the initial configuration.")
+            out_r[step // save_every], out_v[step // save_every] = r, v
+    return out_r, out_v
+
+
+def fire_relax(force_fn: Callable[[np.ndarray], np.ndarray], positions: np.ndarray, *,
+               max_steps: int = 300, fmax: float = 1.0, dt: float = 0.002, dt_max: float = 0.01,
+               max_move: float = 0.1) -> np.ndarray:
+    """Short energy minimisation with FIRE (Bitzek et al., PRL 97, 170201, 2006), unit masses.
+
+    Each step moves no atom further than ``max_move``, so overlapping random placements
+    (forces ~1e20) are pushed apart safely. Stops when ``max_i |F_i| < fmax``.
+
+    Args:
+        force_fn: ``(n, 3) -> (n, 3)`` forces; positions: ``(n, 3)`` start.
+    Returns:
+        Relaxed positions ``(n, 3)``.
+    """
+    r = np.array(positions, dtype=np.float64)
+    v = np.zeros_like(r)
+    alpha, n_pos = 0.1, 0
+    for _ in range(max_steps):
+        f = force_fn(r)
+        fnorm = np.linalg.norm(f, axis=1)
+        if fnorm.max() < fmax:
+            break
+        p = float(np.sum(f * v))
+        if p > 0:
+            vn, fn = np.linalg.norm(v), np.linalg.norm(f)
+            v = (1 - alpha) * v + alpha * vn * f / fn
+            n_pos += 1
+            if n_pos > 5:
+                dt, alpha = min(dt * 1.1, dt_max), alpha * 0.99
+        else:
+            v[:] = 0.0
+            dt, alpha, n_pos = dt * 0.5, 0.1, 0
+        # cap the velocity so a single overlap cannot launch atoms
+        v += dt * np.minimum(1.0, max_move / (dt * np.maximum(fnorm, 1e-300)))[:, None] * f
+        step = dt * v
+        move = np.linalg.norm(step, axis=1)
+        scale = np.minimum(1.0, max_move / np.maximum(move, 1e-300))[:, None]
+        v *= scale
+        r += step * scale
+    return r
+
+
+def gaussian_velocities(n_atoms: int, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """Gaussian velocities ``(n, 3)`` with zero total momentum, rescaled so that
+    ``Σ|v|² / (3 (n − 1)) = temperature`` exactly (unit masses, k_B = 1; as LAMMPS's
+    ``velocity create ... dist gaussian mom yes``)."""
+    v = rng.normal(0.0, math.sqrt(temperature), size=(n_atoms, 3))
+    v -= v.mean(axis=0)
+    t_now = np.sum(v * v) / (3 * (n_atoms - 1))
+    return v * math.sqrt(temperature / t_now)
+
+
+# ------------------------------------------------------------------------ system
+class LennardJones(MicroSystem):
+    """``n`` Lennard–Jones atoms in a periodic cubic box, NVE, LJ units (``N = 6 n``).
+
+    Give ``n_atoms`` (the box follows from ``density``) or ``box`` (then
+    ``n_atoms = round(density · box³)``), not both; neither means 800 atoms (box 10).
+
+    Args:
+        n_atoms: number of atoms.
+        box: cubic box side in σ.
+        density: number density in σ⁻³ (0.8).
+        cutoff: LJ cutoff in σ (2.5), plain truncation.
+        dt: velocity-Verlet step in τ (0.001).
+        t0_range: initial temperatures are drawn from ``U(t0_range)`` ((0.5, 1.5)).
+        engine: ``"lammps"`` (LAMMPS's ``fix nve`` through its Python module) or
+            ``"verlet"`` (our own velocity Verlet on :func:`lj_forces`).
+        relax_steps: FIRE steps of the short minimisation after random placement.
+    """
+
+    name = "lennard_jones"
+    coords_per_unit = 6
+
+    class Params(BaseModel):
+        """Constructor arguments as validated in YAML configs (``system.params``)."""
+
+        model_config = ConfigDict(extra="forbid")
+        n_atoms: int | None = Field(None, ge=2, description="number of atoms (default 800 unless box is given)")
+        box: float | None = Field(None, gt=0.0, description="cubic box side in σ (alternative to n_atoms)")
+        density: float = Field(0.8, gt=0.0, description="number density in σ⁻³")
+        cutoff: float = Field(2.5, gt=0.0, description="LJ cutoff in σ, no shift")
+        dt: float = Field(0.001, gt=0.0, description="velocity-Verlet step in τ")
+        t0_range: tuple[float, float] = Field((0.5, 1.5), description="initial temperature range")
+        engine: Literal["lammps", "verlet"] = Field("lammps", description="trajectory engine")
+        relax_steps: int = Field(200, ge=0, description="FIRE minimisation steps after random placement")
+
+        @model_validator(mode="after")
+        def _check(self):
+            if self.n_atoms is not None and self.box is not None:
+                raise ValueError("give n_atoms or box, not both (density fixes the other)")
+            lo, hi = self.t0_range
+            if not 0 < lo <= hi:
+                raise ValueError(f"t0_range must satisfy 0 < low <= high; got {self.t0_range}")
+            return self
+
+    def __init__(self, n_atoms: int | None = None, box: float | None = None, density: float = 0.8,
+                 cutoff: float = 2.5, dt: float = 0.001, t0_range: tuple[float, float] = (0.5, 1.5),
+                 engine: str = "lammps", relax_steps: int = 200):
+        super().__init__()
+        if n_atoms is not None and box is not None:
+            raise InputError("LennardJones: give n_atoms or box, not both (density fixes the other).")
+        if engine not in ("lammps", "verlet"):
+            raise InputError(f"LennardJones: engine must be 'lammps' or 'verlet'; got {engine!r}.")
+        if density <= 0 or cutoff <= 0 or dt <= 0:
+            raise InputError("LennardJones: density, cutoff and dt must be positive.")
+        if box is not None:
+            n_atoms = int(round(density * box**3))
+        elif n_atoms is None:
+            n_atoms = 800
+        if n_atoms < 2:
+            raise InputError(f"LennardJones: need at least 2 atoms; got {n_atoms}.")
+        self.n_atoms = int(n_atoms)
+        self.box = float(box) if box is not None else (n_atoms / density) ** (1.0 / 3.0)
+        self.density = self.n_atoms / self.box**3
+        self.cutoff, self.dt = float(cutoff), float(dt)
+        self.t0_range = (float(t0_range[0]), float(t0_range[1]))
+        self.engine, self.relax_steps = engine, int(relax_steps)
+        self.n_coords = 6 * self.n_atoms
+
+    # ----------------------------------------------------------------- forces
+    def _lj(self, positions: np.ndarray, atoms: np.ndarray | None = None) -> np.ndarray:
+        return lj_forces(positions, self.box, atoms, self.cutoff)
+
+    def _forces(self, x):
+        out = np.empty_like(x)
+        pos, vel = split_state(x)
+        o_pos, o_vel = split_state(out)
+        for b in range(x.shape[0]):
+            o_pos[b] = vel[b]
+            o_vel[b] = self._lj(pos[b])  # unit mass
+        return out
+
+    def _partial_forces(self, x, idx):
+        pos, vel = split_state(x)
+        atom, comp = idx // 6, idx % 6
+        out = np.empty(idx.shape)
+        for b in range(x.shape[0]):
+            is_acc = comp[b] >= 3
+            out[b, ~is_acc] = vel[b, atom[b, ~is_acc], comp[b, ~is_acc]]
+            if is_acc.any():
+                chosen, where = np.unique(atom[b, is_acc], return_inverse=True)
+                f = self._lj(pos[b], chosen)  # forces on the chosen atoms only
+                out[b, is_acc] = f[where, comp[b, is_acc] - 3]
+        return out
+
+    # ----------------------------------------------------------- initial data
+    def sample_initial(self, n, rng):
+        """Random placement, FIRE minimisation (``relax_steps``), Gaussian velocities at
+        ``T0 ~ U(t0_range)`` with zero total momentum. Returns ``(n, 6 n_atoms)``."""
+        out = np.empty((n, self.n_coords))
+        for k in range(n):
+            r = rng.uniform(0.0, self.box, size=(self.n_atoms, 3))
+            r = fire_relax(self._lj, r, max_steps=self.relax_steps)
+            r -= self.box * np.floor(r / self.box)
+            t0 = rng.uniform(*self.t0_range)
+            out[k] = join_state(r, gaussian_velocities(self.n_atoms, t0, rng))
+        return out
+
+    def observable(self):
+        from macrodyn.observables.temperature import Temperature  # noqa: PLC0415
+
+        return Temperature(self.n_atoms)
+
+    # ----------------------------------------------------------- trajectories
+    def trajectories(self, x0, n_steps, save_every=1, *, progress=True):
+        """NVE trajectories with the chosen engine (velocity Verlet at ``self.dt``).
+
+        Args:
+            x0: ``(B, 6 n)`` initial states; n_steps: steps; save_every: save stride.
+        Returns:
+            ``(B, n_steps // save_every + 1, 6 n)`` saved states, positions unwrapped.
+            Counts ``B · n_steps · n`` simulation force evaluations.
+        """
+        x = self._check_x(x0)
+        if n_steps % save_every:
+            raise InputError(f"n_steps ({n_steps}) must be a multiple of save_every ({save_every}).")
+        pos, vel = split_state(x)
+        if self.engine == "lammps":
+            from macrodyn.systems.lammps_engine import lammps_trajectories  # noqa: PLC0415
+
+            r, v = lammps_trajectories(pos, vel, self.box, n_steps, save_every, dt=self.dt,
+                                       cutoff=self.cutoff, progress=progress)
+        else:
+            n_saved = n_steps // save_every + 1
+            r = np.empty((x.shape[0], n_saved, self.n_atoms, 3))
+            v = np.empty_like(r)
+            for b in tqdm(range(x.shape[0]), desc="verlet NVE", disable=not progress, leave=False):
+                r[b], v[b] = velocity_verlet(self._lj, pos[b], vel[b], 1.0, self.dt, n_steps, save_every)
+        out = join_state(r, v)
+        bad = ~np.isfinite(out).all(axis=(1, 2))
+        if bad.any():
+            raise InputError(f"{self.name}: trajectory {int(np.argmax(bad))} blew up; reduce dt or check x0.")
+        self.counter.simulation += n_steps * x.shape[0] * self.n_atoms
+        return out
