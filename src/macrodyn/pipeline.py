@@ -222,8 +222,10 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
         hist = fit_dynamics(field_, make_loss(t.loss, t.p), feats, epochs=t.epochs, batch_size=t.batch_size,
                             lr=t.lr, weight_decay=t.weight_decay, lr_factor=t.lr_factor, lr_patience=t.lr_patience,
                             min_lr=t.min_lr, val_fraction=t.val_fraction, stop_patience=t.stop_patience,
-                            seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}")
+                            seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}",
+                            checkpoint=folder / f"member_{m}.partial.pt")
         save_torch({"state": field_.state_dict(), "history": hist}, path)
+        (folder / f"member_{m}.partial.pt").unlink(missing_ok=True)
         run._timed("dynamics", time.perf_counter() - t0)
         fields.append(field_)
     return fields

@@ -46,6 +46,8 @@ class SystemBattery:
         bad[1, 0] = np.nan
         with pytest.raises(InputError, match="NaN"):
             s.forces(bad)
+        with pytest.raises(InputError, match="NaN"):  # the chosen unit reads the NaN
+            s.partial_forces(bad, s.unit_coords(np.zeros((self.batch, 1), dtype=np.int64)))
         with pytest.raises(InputError, match="out of range"):
             s.partial_forces(x, np.full((self.batch, 1), s.n_coords))
         with pytest.raises(InputError, match="shape"):

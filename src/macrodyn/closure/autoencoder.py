@@ -41,9 +41,16 @@ class ClosureAutoencoder(nn.Module):
         self.register_buffer("x_std", torch.ones(n_coords))
 
     @torch.no_grad()
-    def fit_scaling(self, x: torch.Tensor) -> None:
+    def fit_scaling(self, x: torch.Tensor, per_coordinate: bool = False) -> None:
+        """Centre per coordinate; scale by one global std (default) or per coordinate.
+
+        A global scale keeps the reconstruction loss in the units of ``x``, so the
+        autoencoder spends its capacity on the large fluctuation modes, which are what
+        the given observables' dynamics depend on.
+        """
         self.x_mean.copy_(x.mean(0))
-        self.x_std.copy_(x.std(0).clamp_min(1e-6 * x.std(0).max().clamp_min(1e-12)))
+        std = x.std(0) if per_coordinate else (x - x.mean(0)).pow(2).mean().sqrt().expand(x.shape[1])
+        self.x_std.copy_(std.clamp_min(1e-6 * float(std.max()) + 1e-30))
 
     def closure(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, N) -> (B, closure_dim)``."""

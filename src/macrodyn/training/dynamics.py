@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import copy
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from macrodyn.io import load_torch, save_torch
 
 
 def _batches(data: dict[str, torch.Tensor], rows: torch.Tensor, batch_size: int):
@@ -19,7 +22,8 @@ def _batches(data: dict[str, torch.Tensor], rows: torch.Tensor, batch_size: int)
 def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epochs: int, batch_size: int,
                  lr: float, weight_decay: float = 0.0, lr_factor: float = 0.5, lr_patience: int = 50,
                  min_lr: float = 5e-6, val_fraction: float = 0.1, stop_patience: int | None = None,
-                 seed: int = 0, progress: bool = True, desc: str = "dynamics") -> dict:
+                 seed: int = 0, progress: bool = True, desc: str = "dynamics",
+                 checkpoint: str | Path | None = None, checkpoint_every: int = 50) -> dict:
     """Train ``field`` in place (AdamW with amsgrad, ReduceLROnPlateau on the validation loss).
 
     Args:
@@ -43,8 +47,16 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=lr_factor, patience=lr_patience, min_lr=min_lr)
     hist: dict = {"train": [], "val": [], "lr": []}
     best, best_state, best_epoch = float("inf"), None, -1
+    start = 0
+    if checkpoint is not None and Path(checkpoint).exists():
+        ck = load_torch(checkpoint)
+        field.load_state_dict(ck["field"])
+        opt.load_state_dict(ck["opt"])
+        sched.load_state_dict(ck["sched"])
+        gen.set_state(ck["gen"])
+        hist, best, best_state, best_epoch, start = ck["hist"], ck["best"], ck["best_state"], ck["best_epoch"], ck["epoch"]
     t0 = time.perf_counter()
-    bar = tqdm(range(epochs), desc=desc, disable=not progress, leave=False)
+    bar = tqdm(range(start, epochs), desc=desc, disable=not progress, leave=False, initial=start, total=epochs)
     for epoch in bar:
         field.train()
         rows = train_rows[torch.randperm(len(train_rows), generator=gen)]
@@ -72,6 +84,10 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         bar.set_postfix(train=f"{train_loss:.3e}", val=f"{val_loss:.3e}")
         if stop_patience is not None and epoch - best_epoch >= stop_patience:
             break
+        if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
+            save_torch({"field": field.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                        "gen": gen.get_state(), "hist": hist, "best": best, "best_state": best_state,
+                        "best_epoch": best_epoch, "epoch": epoch + 1}, checkpoint)
     if best_state is not None:
         field.load_state_dict(best_state)
     field.eval()

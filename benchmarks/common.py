@@ -1,0 +1,36 @@
+"""Shared benchmark output: benchmarks/results/NAME.json = {records, machine, commit, date}."""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def machine() -> dict:
+    import torch
+
+    return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads()}
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    except OSError:
+        return "unknown"
+
+
+def write_results(name: str, records: list[dict], **extra) -> Path:
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    doc = {"records": records, "machine": machine(), "commit": commit(),
+           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **extra}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+    return path

@@ -1,0 +1,60 @@
+import pytest
+import torch
+
+from macrodyn import keys as K
+from macrodyn.dynamics import MLPField, StandardizedField
+from macrodyn.training import LatentLoss, fit_dynamics
+
+
+def _data(n=300):
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(n, 2, generator=g)
+    A = torch.tensor([[-0.5, 1.0], [-1.0, -0.5]])
+    return {K.Z: z, K.JF: z @ A.T}, A
+
+
+def _field():
+    torch.manual_seed(3)
+    return StandardizedField(MLPField(2, (16,)), 2)
+
+
+def test_recovers_linear_field():
+    data, A = _data()
+    f = _field()
+    hist = fit_dynamics(f, LatentLoss(), data, epochs=150, batch_size=64, lr=1e-2, progress=False)
+    assert hist["best_val"] < 1e-3
+    z = torch.randn(50, 2) * 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(f(z), z @ A.T, atol=0.05, rtol=0.05)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_interrupted_training_resumes_identically(tmp_path):
+    data, _ = _data()
+    ref = _field()
+    h_ref = fit_dynamics(ref, LatentLoss(), data, epochs=30, batch_size=64, lr=1e-2, progress=False, seed=5)
+
+    calls = {"n": 0}
+
+    class Crashing(LatentLoss):
+        def __call__(self, field, batch):
+            calls["n"] += 1
+            if calls["n"] == 5 * 20 + 3:  # mid-epoch, after a checkpoint
+                raise Interrupt
+            return super().__call__(field, batch)
+
+    ck = tmp_path / "ck.pt"
+    f = _field()
+    with pytest.raises(Interrupt):
+        fit_dynamics(f, Crashing(), data, epochs=30, batch_size=64, lr=1e-2, progress=False, seed=5,
+                     checkpoint=ck, checkpoint_every=4)
+    assert ck.exists()
+    f2 = _field()
+    h = fit_dynamics(f2, LatentLoss(), data, epochs=30, batch_size=64, lr=1e-2, progress=False, seed=5,
+                     checkpoint=ck, checkpoint_every=4)
+    assert h["val"] == h_ref["val"]
+    for a, b in zip(ref.state_dict().values(), f2.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
