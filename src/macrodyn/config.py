@@ -39,6 +39,8 @@ class DataConfig(_Strict):
     n_steps: int = Field(3000, gt=0, description="integration steps per trajectory")
     save_every: int = Field(10, gt=0, description="keep every save_every-th state")
     chunk_trajectories: int = Field(50, gt=0, description="trajectories per stored chunk")
+    min_observable: float | None = Field(None, description="use only snapshots whose first given observable "
+                                         "exceeds this (training and metric), e.g. free energy > 1e-4")
 
     @model_validator(mode="after")
     def _check(self):

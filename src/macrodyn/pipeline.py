@@ -113,13 +113,29 @@ def simulate(run: Run) -> None:
     run._timed("simulate", time.perf_counter() - t0)
 
 
+def snapshot_mask(run: Run, traj: np.ndarray) -> np.ndarray:
+    """``(b, T)`` bool: snapshots kept by ``data.min_observable`` (all if unset)."""
+    thr = run.cfg.data.min_observable
+    if thr is None:
+        return np.ones(traj.shape[:2], dtype=bool)
+    obs = run.system.observable()
+    with torch.no_grad():
+        first = obs(torch.as_tensor(traj.reshape(-1, traj.shape[-1])))[:, 0].numpy()
+    return first.reshape(traj.shape[:2]) > thr
+
+
 def pick_configs(run: Run, n_configs: int) -> np.ndarray:
     """Which training snapshots get labels: ``(n_configs, 2)`` of (trajectory, time)."""
     d = run.cfg.data
     n_saved = d.n_steps // d.save_every + 1
-    pool = d.n_train_trajectories * n_saved
-    if n_configs > pool:
-        raise InputError(f"the budget asks for {n_configs} configurations but the training pool has {pool} "
+    if d.min_observable is None:
+        pool = np.arange(d.n_train_trajectories * n_saved)
+    else:
+        train = ChunkedTable.open(run.store, "train")
+        pool = np.flatnonzero(np.concatenate([snapshot_mask(run, ch[K.TRAJ]).ravel()
+                                              for ch in train.iter_chunks([K.TRAJ])]))
+    if n_configs > len(pool):
+        raise InputError(f"the budget asks for {n_configs} configurations but the training pool has {len(pool)} "
                          "snapshots; raise data.n_train_trajectories or lower training.budget.")
     flat = np.sort(run.rng("pick").choice(pool, n_configs, replace=False))
     return np.stack([flat // n_saved, flat % n_saved], axis=1)
@@ -170,7 +186,7 @@ def closure_stage(run: Run) -> ClosureAutoencoder:
     t0 = time.perf_counter()
     c = run.cfg.closure
     train = ChunkedTable.open(run.store, "train")
-    x = np.concatenate([ch[K.TRAJ].reshape(-1, run.system.n_coords) for ch in train.iter_chunks([K.TRAJ])])
+    x = np.concatenate([ch[K.TRAJ][snapshot_mask(run, ch[K.TRAJ])] for ch in train.iter_chunks([K.TRAJ])])
     if c.max_configs and len(x) > c.max_configs:
         x = x[np.sort(run.rng("pick", 1).choice(len(x), c.max_configs, replace=False))]
     torch.manual_seed(run.cfg.seed)
@@ -193,9 +209,15 @@ def make_field(run: Run, dim: int) -> StandardizedField:
     return StandardizedField(core, dim)
 
 
+def device(run: Run) -> torch.device:
+    if run.cfg.device == "cuda" and not torch.cuda.is_available():
+        raise InputError("config asks for device: cuda but no CUDA device is visible; set device: cpu.")
+    return torch.device(run.cfg.device)
+
+
 def features_for(run: Run, ae: ClosureAutoencoder) -> dict[str, torch.Tensor]:
     lab = ChunkedTable.open(run.store, "labels").read()
-    return compute_features(ae, lab[K.X], lab[K.INDEX], lab[K.FORCES])
+    return {k: v.to(device(run)) for k, v in compute_features(ae, lab[K.X], lab[K.INDEX], lab[K.FORCES]).items()}
 
 
 def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
@@ -208,7 +230,7 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
         path = folder / f"member_{m}.pt"
         seed = run.cfg.seed * 1000 + m
         torch.manual_seed(seed)
-        field_ = make_field(run, ae.dim)
+        field_ = make_field(run, ae.dim).to(device(run))
         if path.exists():
             field_.load_state_dict(load_torch(path)["state"])
             fields.append(field_)
@@ -224,7 +246,7 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
                             min_lr=t.min_lr, val_fraction=t.val_fraction, stop_patience=t.stop_patience,
                             seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}",
                             checkpoint=folder / f"member_{m}.partial.pt")
-        save_torch({"state": field_.state_dict(), "history": hist}, path)
+        save_torch({"state": {k: v.cpu() for k, v in field_.state_dict().items()}, "history": hist}, path)
         (folder / f"member_{m}.partial.pt").unlink(missing_ok=True)
         run._timed("dynamics", time.perf_counter() - t0)
         fields.append(field_)
@@ -245,10 +267,11 @@ def evaluate_stage(run: Run, ae: ClosureAutoencoder, fields: list[StandardizedFi
             traj = torch.as_tensor(ch[K.TRAJ], dtype=torch.float32)  # (b, T, N)
             sl = test.chunk_slice(ch_i)
             true = ae.observable(traj.reshape(-1, traj.shape[-1])).reshape(traj.shape[0], n_saved, n_obs)
-            z0 = ae(traj[:, 0])
+            mask = torch.as_tensor(snapshot_mask(run, ch[K.TRAJ])).T
+            z0 = ae(traj[:, 0]).to(device(run))
             for m, g in enumerate(fields):
-                pred = rollout(g, z0, times, method=e.method, step_size=e.step_size)
-                errs[m, sl] = relative_error(pred[..., :n_obs], true.transpose(0, 1)).numpy()
+                pred = rollout(g, z0, times.to(z0.device), method=e.method, step_size=e.step_size).cpu()
+                errs[m, sl] = relative_error(pred[..., :n_obs], true.transpose(0, 1), mask).numpy()
     per_member = np.nanmean(errs, axis=1)
     lab = ChunkedTable.open(run.store, "labels")
     n_evals = sum(units_in(ch[K.INDEX], run.system.coords_per_unit) for ch in lab.iter_chunks([K.INDEX]))

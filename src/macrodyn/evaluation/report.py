@@ -24,7 +24,8 @@ def write_report(run, ae, fields, metrics: dict) -> None:
     obs = ae.observable
     with torch.no_grad():
         true = obs(traj.reshape(-1, traj.shape[-1])).reshape(n_plot, n_saved, -1).transpose(0, 1)
-        pred = rollout(fields[0], ae(traj[:, 0]), times, method=e.method, step_size=e.step_size)[..., : obs.dim]
+        z0 = ae(traj[:, 0]).to(fields[0].z_mean.device)
+        pred = rollout(fields[0], z0, times.to(z0.device), method=e.method, step_size=e.step_size)[..., : obs.dim].cpu()
     names = list(getattr(obs, "names", ())) or [f"z*{i}" for i in range(obs.dim)]
     plot_observables(times.numpy(), true.numpy(), pred.numpy(), names, figs / "observables.png")
     err = ((pred - true).norm(dim=-1) / true.norm(dim=-1)).numpy()

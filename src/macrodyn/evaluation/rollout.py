@@ -29,12 +29,17 @@ def rollout(g: torch.nn.Module, z0: torch.Tensor, t: torch.Tensor, *, method: st
         return odeint(lambda _t, z: g(z), z0, t, method=method, options=options)
 
 
-def relative_error(pred: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+def relative_error(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Per-trajectory ``Σ_t ||ẑ_t − z_t||₂ / Σ_t ||z_t||₂``.
 
     Args:
         pred, true: ``(T, B, d*)`` on the given observables.
+        mask: optional ``(T, B)`` bool; only those times count (e.g. Allen–Cahn
+            snapshots with free energy above a threshold).
     Returns:
         ``(B,)``.
     """
-    return (pred - true).norm(dim=-1).sum(0) / true.norm(dim=-1).sum(0)
+    num, den = (pred - true).norm(dim=-1), true.norm(dim=-1)
+    if mask is not None:
+        num, den = num * mask, den * mask
+    return num.sum(0) / den.sum(0)
