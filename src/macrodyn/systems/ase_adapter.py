@@ -137,6 +137,9 @@ class ASESystem(MicroSystem):
     # ----------------------------------------------------------------- forces
     def atom_forces(self, positions: np.ndarray, atoms: np.ndarray | None = None) -> np.ndarray:
         """Forces (eV/Å) on ``atoms`` (all when ``None``): ``(m, 3)``; carve-out when given."""
+        if not np.isfinite(positions).all():  # O(N), as the carve-out search itself
+            raise InputError("ASESystem: positions contain NaN/Inf; the configuration may have blown up "
+                             "(check dt and the initial data).")
         if atoms is None:
             a = self.template.copy()
             a.positions = positions
