@@ -137,9 +137,9 @@ def _forces_chosen_cells(pos, box, atoms, rc2, eps, sig2, nc, head, nxt):
                             rx = xi - pos[j, 0]
                             ry = yi - pos[j, 1]
                             rz = zi - pos[j, 2]
-                            rx -= box * np.floor(rx * ibox + 0.5)
-                            ry -= box * np.floor(ry * ibox + 0.5)
-                            rz -= box * np.floor(rz * ibox + 0.5)
+                            rx -= box * np.rint(rx * ibox)
+                            ry -= box * np.rint(ry * ibox)
+                            rz -= box * np.rint(rz * ibox)
                             r2 = rx * rx + ry * ry + rz * rz
                             if r2 < rc2:
                                 s2 = sig2 / r2
@@ -193,9 +193,9 @@ def _forces_all_cells(pos, box, rc2, eps, sig2, nc, head, nxt):
                             rx = xi - pos[j, 0]
                             ry = yi - pos[j, 1]
                             rz = zi - pos[j, 2]
-                            rx -= box * np.floor(rx * ibox + 0.5)
-                            ry -= box * np.floor(ry * ibox + 0.5)
-                            rz -= box * np.floor(rz * ibox + 0.5)
+                            rx -= box * np.rint(rx * ibox)
+                            ry -= box * np.rint(ry * ibox)
+                            rz -= box * np.rint(rz * ibox)
                             r2 = rx * rx + ry * ry + rz * rz
                             if r2 < rc2:
                                 s2 = sig2 / r2
