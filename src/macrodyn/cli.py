@@ -93,10 +93,36 @@ def report(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET
     _run_stages(config, out, quiet, ("report",))
 
 
+@app.command()
+def check(out: Path = typer.Argument(..., help="Run folder to verify.")):
+    """Verify a run's dataset (chunks, shapes, NaN/Inf, index ranges, force count); exit 1 on problems."""
+    from macrodyn.data.check import check_run
+    from macrodyn.io import load_json
+
+    metrics = load_json(out / "metrics.json") if (out / "metrics.json").exists() else {}
+    cpu = 1
+    if (out / "config.yaml").exists():
+        import yaml
+
+        from macrodyn.systems.registry import build_system
+
+        cfg = yaml.safe_load((out / "config.yaml").read_text())
+        cpu = build_system(cfg["system"]["name"], cfg["system"]["params"]).coords_per_unit
+    problems = check_run(out, coords_per_unit=cpu, expected_evaluations=metrics.get("force_evaluations"))
+    if problems:
+        typer.echo(f"{out}: {len(problems)} problem(s):", err=True)
+        for p in problems:
+            typer.echo(f"  - {p}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"{out}: dataset OK")
+
+
 def entry() -> None:
     """Console entry point: user errors print one line (``--traceback`` for the full one)."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)  # returns the code of typer.Exit in this mode
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except InputError as e:
         if _state["traceback"]:
             raise
