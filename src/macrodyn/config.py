@@ -68,7 +68,7 @@ class ClosureConfig(_Strict):
 class ModelConfig(_Strict):
     """Macroscopic model ``dz/dt = g(z)``."""
 
-    kind: Literal["onsager", "mlp"] = "onsager"
+    kind: Literal["onsager", "mlp", "gfinn"] = "onsager"
     hidden: list[int] = Field(default_factory=lambda: [64, 64])
     potential_hidden: list[int] = Field(default_factory=lambda: [32, 32, 32])
     alpha: float = Field(0.01, ge=0)

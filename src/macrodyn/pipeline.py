@@ -28,7 +28,7 @@ from macrodyn import keys as K
 from macrodyn.closure.autoencoder import ClosureAutoencoder
 from macrodyn.config import RunConfig
 from macrodyn.data.store import ChunkedTable
-from macrodyn.dynamics import MLPField, OnsagerNet, StandardizedField
+from macrodyn.dynamics import GFINN, MLPField, OnsagerNet, StandardizedField
 from macrodyn.errors import InputError
 from macrodyn.evaluation.rollout import relative_error, rollout
 from macrodyn.io import load_json, load_torch, save_json, save_torch
@@ -204,6 +204,8 @@ def make_field(run: Run, dim: int) -> StandardizedField:
     m = run.cfg.model
     if m.kind == "onsager":
         core = OnsagerNet(dim, tuple(m.hidden), tuple(m.potential_hidden), m.alpha, m.beta, m.forcing, m.activation)
+    elif m.kind == "gfinn":
+        core = GFINN(dim, tuple(m.hidden), activation=m.activation)
     else:
         core = MLPField(dim, tuple(m.hidden), m.activation)
     return StandardizedField(core, dim)
