@@ -94,6 +94,7 @@ class TrainingConfig(_Strict):
     stop_patience: int | None = Field(None, gt=0, description="early stopping (epochs without improvement)")
     members: int = Field(1, gt=0, description="independently seeded models (mean ± std)")
     chunk_configs: int = Field(1000, gt=0, description="labelled configurations per stored chunk")
+    checkpoint_every: int = Field(50, gt=0, description="epochs between resumable checkpoints")
 
     @model_validator(mode="after")
     def _check(self):

@@ -247,7 +247,7 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
                             lr=t.lr, weight_decay=t.weight_decay, lr_factor=t.lr_factor, lr_patience=t.lr_patience,
                             min_lr=t.min_lr, val_fraction=t.val_fraction, stop_patience=t.stop_patience,
                             seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}",
-                            checkpoint=folder / f"member_{m}.partial.pt")
+                            checkpoint=folder / f"member_{m}.partial.pt", checkpoint_every=t.checkpoint_every)
         save_torch({"state": {k: v.cpu() for k, v in field_.state_dict().items()}, "history": hist}, path)
         (folder / f"member_{m}.partial.pt").unlink(missing_ok=True)
         run._timed("dynamics", time.perf_counter() - t0)
