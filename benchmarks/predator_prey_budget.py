@@ -11,8 +11,6 @@ Writes benchmarks/results/predator_prey_budget.json and predator_prey_budget.png
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -21,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from common import write_results  # noqa: E402
+from common import link_shared, write_results  # noqa: E402
 from macrodyn import Run, load_config  # noqa: E402
 from macrodyn.pipeline import closure_stage, dynamics_stage, evaluate_stage, label_stage, simulate  # noqa: E402
 
@@ -55,14 +53,7 @@ def main() -> None:
                 cfg.seed = seed
                 cfg.training.loss, cfg.training.p, cfg.training.budget = loss, p, budget
                 out = work / f"seed{seed}" / f"{loss}_p{p}_b{budget}"
-                out.mkdir(parents=True, exist_ok=True)
-                for table in ("train", "test"):  # share trajectories: link the tables
-                    link = out / "data.zarr" / table
-                    link.parent.mkdir(exist_ok=True)
-                    if not link.exists():
-                        os.symlink((shared.store / table).resolve(), link)
-                if not (out / "closure.pt").exists():
-                    shutil.copy(shared.out / "closure.pt", out / "closure.pt")
+                link_shared(shared.out, out)  # share trajectories and closure
                 run = Run(cfg, out, progress=False)
                 t0 = time.perf_counter()
                 label_stage(run)
@@ -74,8 +65,8 @@ def main() -> None:
                        "wall_seconds": round(time.perf_counter() - t0, 2)}
                 records.append(rec)
                 print(rec, flush=True)
-    write_results(args.name, records)
-    plot(records, HERE / "results" / f"{args.name}.png")
+                write_results(args.name, records)  # after every run: partial results survive
+                plot(records, HERE / "results" / f"{args.name}.png")
 
 
 def plot(records: list[dict], path: Path) -> None:
