@@ -24,8 +24,7 @@ import itertools
 import numpy as np
 
 from macrodyn.errors import InputError
-from macrodyn.systems.base import MicroSystem
-from macrodyn.systems.md import join_state, split_state, velocity_verlet
+from macrodyn.systems.md import MDSystem, join_state
 
 __all__ = ["ASESystem", "carve_out"]
 
@@ -82,7 +81,7 @@ def carve_out(positions: np.ndarray, cell: np.ndarray, pbc, centres: np.ndarray,
     return keep[:, 0], keep[:, 1:]
 
 
-class ASESystem(MicroSystem):
+class ASESystem(MDSystem):
     """Wrap an ASE ``Calculator`` and an ``Atoms`` template as an MD system (``N = 6 n``).
 
     Args:
@@ -104,7 +103,6 @@ class ASESystem(MicroSystem):
     """
 
     name = "ase"
-    coords_per_unit = 6
 
     def __init__(self, calculator, atoms, interaction_range: float, dt: float | None = None,
                  temperature_K: float = 300.0, rattle: float = 0.0):
@@ -155,28 +153,6 @@ class ASESystem(MicroSystem):
         cluster.calc = self.calc
         return np.array(cluster.get_forces(apply_constraint=False)[: len(atoms)], dtype=np.float64)
 
-    def _forces(self, x):
-        out = np.empty_like(x)
-        pos, vel = split_state(x)
-        o_pos, o_vel = split_state(out)
-        for b in range(x.shape[0]):
-            o_pos[b] = vel[b]
-            o_vel[b] = self.atom_forces(pos[b]) * self._inv_mass
-        return out
-
-    def _partial_forces(self, x, idx):
-        pos, vel = split_state(x)
-        atom, comp = idx // 6, idx % 6
-        out = np.empty(idx.shape)
-        for b in range(x.shape[0]):
-            is_acc = comp[b] >= 3
-            out[b, ~is_acc] = vel[b, atom[b, ~is_acc], comp[b, ~is_acc]]
-            if is_acc.any():
-                chosen, where = np.unique(atom[b, is_acc], return_inverse=True)
-                f = self.atom_forces(pos[b], chosen) * self._inv_mass[chosen]
-                out[b, is_acc] = f[where, comp[b, is_acc] - 3]
-        return out
-
     # ----------------------------------------------------------- trajectories
     def sample_initial(self, n, rng):
         """Template positions plus ``N(0, rattle²)`` displacements; Maxwell–Boltzmann
@@ -194,18 +170,7 @@ class ASESystem(MicroSystem):
 
     def trajectories(self, x0, n_steps, save_every=1, *, progress=True):
         """Velocity-Verlet NVE with the calculator; ``(B, n_steps // save_every + 1, N)``."""
-        x = self._check_x(x0)
-        if n_steps % save_every:
-            raise InputError(f"n_steps ({n_steps}) must be a multiple of save_every ({save_every}).")
-        pos, vel = split_state(x)
-        n_saved = n_steps // save_every + 1
-        r = np.empty((x.shape[0], n_saved, self.n_atoms, 3))
-        v = np.empty_like(r)
-        for b in range(x.shape[0]):
-            r[b], v[b] = velocity_verlet(self.atom_forces, pos[b], vel[b], self._inv_mass, self.dt,
-                                         n_steps, save_every)
-        self.counter.simulation += n_steps * x.shape[0] * self.n_atoms
-        return join_state(r, v)
+        return self._verlet(self._check_x(x0), n_steps, save_every, progress)
 
     def observable(self):
         from ase import units  # noqa: PLC0415

@@ -125,8 +125,60 @@ def gaussian_velocities(n_atoms: int, temperature: float, rng: np.random.Generat
     return v * math.sqrt(temperature / t_now)
 
 
-# ------------------------------------------------------------------------ system
-class LennardJones(MicroSystem):
+# ------------------------------------------------------------------------ systems
+class MDSystem(MicroSystem):
+    """Shared plumbing of molecular systems: state ``x = (r, v)`` atom-major, ``f = (v, F/m)``.
+
+    Subclasses implement ``atom_forces(positions (n, 3), atoms=None) -> (m, 3)`` (forces
+    on ``atoms`` only when given) and set ``n_atoms`` and ``_inv_mass`` ``(n, 1)``.
+    The cost unit is one atom (``coords_per_unit = 6``).
+    """
+
+    coords_per_unit = 6
+    n_atoms: int
+    _inv_mass: np.ndarray
+
+    def atom_forces(self, positions: np.ndarray, atoms: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def _forces(self, x):
+        out = np.empty_like(x)
+        pos, vel = split_state(x)
+        o_pos, o_vel = split_state(out)
+        for b in range(x.shape[0]):
+            o_pos[b] = vel[b]
+            o_vel[b] = self.atom_forces(pos[b]) * self._inv_mass
+        return out
+
+    def _partial_forces(self, x, idx):
+        pos, vel = split_state(x)
+        atom, comp = idx // 6, idx % 6
+        out = np.empty(idx.shape)
+        for b in range(x.shape[0]):
+            is_acc = comp[b] >= 3
+            out[b, ~is_acc] = vel[b, atom[b, ~is_acc], comp[b, ~is_acc]]
+            if is_acc.any():
+                chosen, where = np.unique(atom[b, is_acc], return_inverse=True)
+                f = self.atom_forces(pos[b], chosen) * self._inv_mass[chosen]  # chosen atoms only
+                out[b, is_acc] = f[where, comp[b, is_acc] - 3]
+        return out
+
+    def _verlet(self, x: np.ndarray, n_steps: int, save_every: int, progress: bool) -> np.ndarray:
+        """Velocity-Verlet NVE on :meth:`atom_forces`: ``(B, n_saved, N)``, counted."""
+        if n_steps % save_every:
+            raise InputError(f"n_steps ({n_steps}) must be a multiple of save_every ({save_every}).")
+        pos, vel = split_state(x)
+        n_saved = n_steps // save_every + 1
+        r = np.empty((x.shape[0], n_saved, self.n_atoms, 3))
+        v = np.empty_like(r)
+        for b in tqdm(range(x.shape[0]), desc="verlet NVE", disable=not progress, leave=False):
+            r[b], v[b] = velocity_verlet(self.atom_forces, pos[b], vel[b], self._inv_mass, self.dt,
+                                         n_steps, save_every)
+        self.counter.simulation += n_steps * x.shape[0] * self.n_atoms
+        return join_state(r, v)
+
+
+class LennardJones(MDSystem):
     """``n`` Lennard–Jones atoms in a periodic cubic box, NVE, LJ units (``N = 6 n``).
 
     Give ``n_atoms`` (the box follows from ``density``) or ``box`` (then
@@ -145,7 +197,6 @@ class LennardJones(MicroSystem):
     """
 
     name = "lennard_jones"
-    coords_per_unit = 6
 
     class Params(BaseModel):
         """Constructor arguments as validated in YAML configs (``system.params``)."""
@@ -192,32 +243,12 @@ class LennardJones(MicroSystem):
         self.t0_range = (float(t0_range[0]), float(t0_range[1]))
         self.engine, self.relax_steps = engine, int(relax_steps)
         self.n_coords = 6 * self.n_atoms
+        self._inv_mass = np.ones((self.n_atoms, 1))  # unit mass (LJ units)
 
     # ----------------------------------------------------------------- forces
-    def _lj(self, positions: np.ndarray, atoms: np.ndarray | None = None) -> np.ndarray:
+    def atom_forces(self, positions: np.ndarray, atoms: np.ndarray | None = None) -> np.ndarray:
+        """LJ forces on ``atoms`` (all when None), ``(m, 3)``; see :func:`lj_forces`."""
         return lj_forces(positions, self.box, atoms, self.cutoff)
-
-    def _forces(self, x):
-        out = np.empty_like(x)
-        pos, vel = split_state(x)
-        o_pos, o_vel = split_state(out)
-        for b in range(x.shape[0]):
-            o_pos[b] = vel[b]
-            o_vel[b] = self._lj(pos[b])  # unit mass
-        return out
-
-    def _partial_forces(self, x, idx):
-        pos, vel = split_state(x)
-        atom, comp = idx // 6, idx % 6
-        out = np.empty(idx.shape)
-        for b in range(x.shape[0]):
-            is_acc = comp[b] >= 3
-            out[b, ~is_acc] = vel[b, atom[b, ~is_acc], comp[b, ~is_acc]]
-            if is_acc.any():
-                chosen, where = np.unique(atom[b, is_acc], return_inverse=True)
-                f = self._lj(pos[b], chosen)  # forces on the chosen atoms only
-                out[b, is_acc] = f[where, comp[b, is_acc] - 3]
-        return out
 
     # ----------------------------------------------------------- initial data
     def sample_initial(self, n, rng):
@@ -226,7 +257,7 @@ class LennardJones(MicroSystem):
         out = np.empty((n, self.n_coords))
         for k in range(n):
             r = rng.uniform(0.0, self.box, size=(self.n_atoms, 3))
-            r = fire_relax(self._lj, r, max_steps=self.relax_steps)
+            r = fire_relax(self.atom_forces, r, max_steps=self.relax_steps)
             r -= self.box * np.floor(r / self.box)
             t0 = rng.uniform(*self.t0_range)
             out[k] = join_state(r, gaussian_velocities(self.n_atoms, t0, rng))
@@ -248,23 +279,19 @@ class LennardJones(MicroSystem):
             Counts ``B · n_steps · n`` simulation force evaluations.
         """
         x = self._check_x(x0)
-        if n_steps % save_every:
-            raise InputError(f"n_steps ({n_steps}) must be a multiple of save_every ({save_every}).")
-        pos, vel = split_state(x)
-        if self.engine == "lammps":
+        if self.engine != "lammps":
+            out = self._verlet(x, n_steps, save_every, progress)
+        else:
+            if n_steps % save_every:
+                raise InputError(f"n_steps ({n_steps}) must be a multiple of save_every ({save_every}).")
             from macrodyn.systems.lammps_engine import lammps_trajectories  # noqa: PLC0415
 
+            pos, vel = split_state(x)
             r, v = lammps_trajectories(pos, vel, self.box, n_steps, save_every, dt=self.dt,
                                        cutoff=self.cutoff, progress=progress)
-        else:
-            n_saved = n_steps // save_every + 1
-            r = np.empty((x.shape[0], n_saved, self.n_atoms, 3))
-            v = np.empty_like(r)
-            for b in tqdm(range(x.shape[0]), desc="verlet NVE", disable=not progress, leave=False):
-                r[b], v[b] = velocity_verlet(self._lj, pos[b], vel[b], 1.0, self.dt, n_steps, save_every)
-        out = join_state(r, v)
+            out = join_state(r, v)
+            self.counter.simulation += n_steps * x.shape[0] * self.n_atoms
         bad = ~np.isfinite(out).all(axis=(1, 2))
         if bad.any():
             raise InputError(f"{self.name}: trajectory {int(np.argmax(bad))} blew up; reduce dt or check x0.")
-        self.counter.simulation += n_steps * x.shape[0] * self.n_atoms
         return out
