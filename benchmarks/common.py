@@ -34,3 +34,23 @@ def write_results(name: str, records: list[dict], **extra) -> Path:
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **extra}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
+
+
+def link_shared(shared: Path, out: Path, tables: tuple[str, ...] = ("train", "test"), closure: bool = True) -> None:
+    """Make run folder ``out`` reuse another run's data and closure.
+
+    Each table in ``tables`` of ``shared/data.zarr`` is symlinked into ``out/data.zarr``
+    (the pipeline then finds it complete and skips the stage); ``closure.pt`` is copied,
+    so every run of a study is compared on the same trajectories and the same closure.
+    """
+    import os
+    import shutil
+
+    shared, out = Path(shared), Path(out)
+    (out / "data.zarr").mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        link = out / "data.zarr" / table
+        if not link.exists():
+            os.symlink((shared / "data.zarr" / table).resolve(), link)
+    if closure and not (out / "closure.pt").exists():
+        shutil.copy(shared / "closure.pt", out / "closure.pt")

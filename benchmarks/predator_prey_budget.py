@@ -43,17 +43,20 @@ def main() -> None:
     base = load_config(args.config)
     work = Path(args.work)
     records = []
-    for seed in args.seeds:
-        shared = Run(base.model_copy(update={"seed": seed}, deep=True), work / f"seed{seed}" / "shared", progress=False)
-        simulate(shared)
-        closure_stage(shared)
-        for budget in args.budgets:
-            for loss, p in LOSSES:
+    shared = {}
+    for seed in args.seeds:  # trajectories and closure once per seed
+        shared[seed] = Run(base.model_copy(update={"seed": seed}, deep=True), work / f"seed{seed}" / "shared",
+                           progress=False)
+        simulate(shared[seed])
+        closure_stage(shared[seed])
+    for budget in args.budgets:  # budget-major, so partial results cover every loss and seed
+        for loss, p in LOSSES:
+            for seed in args.seeds:
                 cfg = base.model_copy(deep=True)
                 cfg.seed = seed
                 cfg.training.loss, cfg.training.p, cfg.training.budget = loss, p, budget
                 out = work / f"seed{seed}" / f"{loss}_p{p}_b{budget}"
-                link_shared(shared.out, out)  # share trajectories and closure
+                link_shared(shared[seed].out, out)
                 run = Run(cfg, out, progress=False)
                 t0 = time.perf_counter()
                 label_stage(run)
