@@ -38,6 +38,21 @@ def units_in(idx: np.ndarray, coords_per_unit: int) -> int:
     return int((np.diff(u, axis=1) != 0).sum() + len(u))
 
 
+def _batch_jacobian_rows(fn, x: torch.Tensor) -> torch.Tensor:
+    """``J = ∂fn(x)/∂x`` ``(B, d, N)`` by ``d`` reverse passes over the whole batch.
+
+    Valid because ``fn`` acts row-wise (no coupling across the batch): the gradient of
+    ``Σ_b fn(x)[b, j]`` with respect to ``x[b]`` is row ``j`` of ``J[b]``. For the LJ-800
+    encoder (N = 4 800, d = 32) this is ~2x faster than ``vmap(jacrev)``, which
+    dominated the feature precomputation of 20 000 configurations.
+    """
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        z = fn(xx)
+        rows = [torch.autograd.grad(z[:, j].sum(), xx, retain_graph=j < z.shape[1] - 1)[0] for j in range(z.shape[1])]
+    return torch.stack(rows, 1)
+
+
 @torch.no_grad()
 def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: np.ndarray, *,
                      batch: int = 512, dtype=torch.float32) -> dict[str, torch.Tensor]:
@@ -60,7 +75,7 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
         xb = torch.as_tensor(x[s:s + batch], dtype=torch.float64)
         ib = torch.as_tensor(idx[s:s + batch])
         fb = torch.as_tensor(f[s:s + batch], dtype=torch.float64)
-        J = ae64.jacobian(xb)
+        J = _batch_jacobian_rows(ae64, xb)
         JI = torch.gather(J, 2, ib.unsqueeze(1).expand(-1, J.shape[1], -1))
         out[K.Z].append(ae64(xb))
         out[K.PINV_ROWS].append(pinv_rows(J, ib))
