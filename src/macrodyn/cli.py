@@ -9,7 +9,7 @@ from typing import Optional
 
 import typer
 
-from macrodyn.config import default_config_path, load_config
+from macrodyn.config import default_config_path, load_config, parse_config
 from macrodyn.errors import InputError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -20,6 +20,8 @@ _state = {"traceback": False}
 CONFIG = typer.Argument(None, help="YAML config (default: the embedded predator–prey experiment).")
 OUT = typer.Option(Path("runs/predator_prey"), "--out", "-o", help="Run folder (created; reused to resume).")
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
+SCHEDULER = typer.Option(None, "--scheduler", help="Dask scheduler for simulate/label chunks: 'local' (a local "
+                         "cluster of parallel.workers processes) or tcp://host:port; overrides parallel.scheduler.")
 
 
 @app.callback()
@@ -27,10 +29,14 @@ def main(traceback: bool = typer.Option(False, "--traceback", help="Show full tr
     _state["traceback"] = traceback
 
 
-def _run_stages(config: Optional[Path], out: Path, quiet: bool, stages: tuple[str, ...]) -> dict:
+def _run_stages(config: Optional[Path], out: Path, quiet: bool, stages: tuple[str, ...],
+                scheduler: Optional[str] = None) -> dict:
     from macrodyn.pipeline import Run, run_all
 
     cfg = load_config(config or default_config_path())
+    if scheduler is not None:
+        cfg = parse_config({**cfg.model_dump(), "parallel": {**cfg.parallel.model_dump(), "scheduler": scheduler}},
+                           "--scheduler")
     return run_all(Run(cfg, out, progress=not quiet), stages)
 
 
@@ -49,23 +55,26 @@ def _summary(metrics: dict, out: Path, seconds: float) -> None:
 
 
 @app.command()
-def run(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET):
+def run(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET,
+        scheduler: Optional[str] = SCHEDULER):
     """Run the whole pipeline: simulate → label → closure → dynamics → evaluate → report (resumes)."""
     t0 = time.perf_counter()
-    _summary(_run_stages(config, out, quiet, ("simulate", "label", "closure", "dynamics", "evaluate", "report")),
-             out, time.perf_counter() - t0)
+    _summary(_run_stages(config, out, quiet, ("simulate", "label", "closure", "dynamics", "evaluate", "report"),
+                         scheduler), out, time.perf_counter() - t0)
 
 
 @app.command()
-def simulate(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET):
+def simulate(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET,
+             scheduler: Optional[str] = SCHEDULER):
     """Generate training and test trajectories into OUT/data.zarr."""
-    _run_stages(config, out, quiet, ("simulate",))
+    _run_stages(config, out, quiet, ("simulate",), scheduler)
 
 
 @app.command()
-def label(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET):
+def label(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET,
+          scheduler: Optional[str] = SCHEDULER):
     """Compute (partial) force labels within the configured budget."""
-    _run_stages(config, out, quiet, ("label",))
+    _run_stages(config, out, quiet, ("label",), scheduler)
 
 
 @app.command("train-closure")

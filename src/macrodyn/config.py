@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from macrodyn.errors import InputError
 from macrodyn.systems.registry import SYSTEMS
@@ -111,6 +111,25 @@ class EvaluationConfig(_Strict):
     n_plot: int = Field(4, ge=0, description="test trajectories drawn in the report")
 
 
+class ParallelConfig(_Strict):
+    """Where the simulate and label stages compute their chunks; the data do not depend on it.
+
+    Not stored in the run folder's ``config.yaml``, so a run may be resumed with another
+    scheduler (or in-process).
+    """
+
+    scheduler: str | None = Field(None, description="null: in-process; 'local': a Dask LocalCluster of "
+                                  "`workers` processes; 'tcp://host:port': an existing Dask scheduler")
+    workers: int = Field(2, gt=0, description="worker processes when scheduler is 'local'")
+
+    @field_validator("scheduler")
+    @classmethod
+    def _check_scheduler(cls, v):
+        if v is not None and v != "local" and "://" not in v:
+            raise ValueError(f"scheduler must be null, 'local' or a scheduler address like tcp://host:8786; got {v!r}")
+        return v
+
+
 class RunConfig(_Strict):
     """A whole run: simulate → label → closure → dynamics → evaluate → report."""
 
@@ -124,6 +143,7 @@ class RunConfig(_Strict):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     device: Literal["cpu", "cuda"] = "cpu"
     threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+    parallel: ParallelConfig = Field(default_factory=ParallelConfig)
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -35,6 +35,7 @@ from macrodyn.io import load_json, load_torch, save_json, save_torch
 from macrodyn.systems.base import MicroSystem
 from macrodyn.systems.registry import build_system
 from macrodyn.training.closure import fit_closure
+from macrodyn.training.distributed import data_parallel
 from macrodyn.training.dynamics import fit_dynamics
 from macrodyn.training.features import compute_features, label, sample_units, units_in
 from macrodyn.training.losses import make_loss
@@ -61,10 +62,13 @@ class Run:
             torch.set_num_threads(self.cfg.threads)
         self.out.mkdir(parents=True, exist_ok=True)
         cfg_path = self.out / "config.yaml"
-        text = yaml.safe_dump(self.cfg.model_dump(), sort_keys=False)
-        if cfg_path.exists() and cfg_path.read_text() != text:
-            raise InputError(f"{self.out} holds a run with a different config; use another --out or delete it.")
-        cfg_path.write_text(text)
+        # where chunks are computed does not change the data: `parallel` is not part of the run's identity
+        text = yaml.safe_dump(self.cfg.model_dump(exclude={"parallel"}), sort_keys=False)
+        if cfg_path.exists():  # only read once written: Dask workers rebuild the Run from the same folder
+            if cfg_path.read_text() != text:
+                raise InputError(f"{self.out} holds a run with a different config; use another --out or delete it.")
+        else:
+            cfg_path.write_text(text)
         timing_file = self.out / "stage_seconds.json"
         self.timings = load_json(timing_file) if timing_file.exists() else {}
 
@@ -105,12 +109,31 @@ def simulate(run: Run) -> None:
                                     {K.TRAJ: ((n_saved, sys_.n_coords), "float64")},
                                     {"system": run.cfg.system.model_dump(), "seed": run.cfg.seed,
                                      "n_steps": d.n_steps, "save_every": d.save_every, "dt": sys_.dt})
-        for c in tqdm(table.missing_chunks(), desc=f"simulate {name}", disable=not run.progress, leave=False):
-            sl = table.chunk_slice(c)
-            x0 = sys_.sample_initial(sl.stop - sl.start, run.rng(name, c))
-            traj = sys_.trajectories(x0, d.n_steps, d.save_every, progress=False)
-            table.write_chunk(c, **{K.TRAJ: traj})
+        for_each_chunk(run, simulate_chunk, [(name, c) for c in table.missing_chunks()], f"simulate {name}")
     run._timed("simulate", time.perf_counter() - t0)
+
+
+def simulate_chunk(run: Run, name: str, c: int) -> None:
+    """Integrate the trajectories of chunk ``c`` of table ``name``; a no-op if it is already done."""
+    d = run.cfg.data
+    table = ChunkedTable.open(run.store, name)
+    if table.done()[c]:
+        return
+    sl = table.chunk_slice(c)
+    x0 = run.system.sample_initial(sl.stop - sl.start, run.rng(name, c))
+    traj = run.system.trajectories(x0, d.n_steps, d.save_every, progress=False)
+    table.write_chunk(c, **{K.TRAJ: traj})
+
+
+def for_each_chunk(run: Run, task, args: list[tuple], desc: str) -> None:
+    """``task(run, *a)`` for each ``a`` in ``args``: in-process, or as Dask tasks if ``parallel.scheduler`` is set."""
+    if run.cfg.parallel.scheduler is None:
+        for a in tqdm(args, desc=desc, disable=not run.progress, leave=False):
+            task(run, *a)
+    else:
+        from macrodyn.data.distributed import map_chunks
+
+        map_chunks(run, task, args, desc)
 
 
 def snapshot_mask(run: Run, traj: np.ndarray) -> np.ndarray:
@@ -152,13 +175,19 @@ def label_stage(run: Run) -> None:
                                 {K.X: ((sys_.n_coords,), "float64"), K.INDEX: ((kc,), "int64"),
                                  K.FORCES: ((kc,), "float64")},
                                 {"loss": t.loss, "p": t.p, "budget": t.budget, "seed": run.cfg.seed})
-    train = ChunkedTable.open(run.store, "train")
-    for c in tqdm(table.missing_chunks(), desc="label", disable=not run.progress, leave=False):
-        sl = table.chunk_slice(c)
-        x = _gather_snapshots(train, where[sl])
-        idx = sys_.unit_coords(sample_units(len(x), sys_.n_units, k, run.rng("labels", c)))
-        table.write_chunk(c, **{K.X: x, K.INDEX: idx, K.FORCES: label(sys_, x, idx)})
+    for_each_chunk(run, label_chunk, [(c, where[table.chunk_slice(c)]) for c in table.missing_chunks()], "label")
     run._timed("label", time.perf_counter() - t0)
+
+
+def label_chunk(run: Run, c: int, where: np.ndarray) -> None:
+    """Label chunk ``c`` (training snapshots ``where``, ``(b, 2)``); a no-op if it is already done."""
+    sys_ = run.system
+    table = ChunkedTable.open(run.store, "labels")
+    if table.done()[c]:
+        return
+    x = _gather_snapshots(ChunkedTable.open(run.store, "train"), where)
+    idx = sys_.unit_coords(sample_units(len(x), sys_.n_units, run.units_per_config, run.rng("labels", c)))
+    table.write_chunk(c, **{K.X: x, K.INDEX: idx, K.FORCES: label(sys_, x, idx)})
 
 
 def _gather_snapshots(traj: ChunkedTable, where: np.ndarray) -> np.ndarray:
@@ -243,8 +272,9 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
             v = feats[K.JF] if t.loss == "L_z" else feats[K.JF_ESTIMATE]
             stats = (feats[K.Z].mean(0), feats[K.Z].std(0), v.mean(0), v.std(0))
         field_.set_stats(*stats)
-        hist = fit_dynamics(field_, make_loss(t.loss, t.p), feats, epochs=t.epochs, batch_size=t.batch_size,
-                            lr=t.lr, weight_decay=t.weight_decay, lr_factor=t.lr_factor, lr_patience=t.lr_patience,
+        hist = fit_dynamics(field_, data_parallel(make_loss(t.loss, t.p), field_), feats, epochs=t.epochs,
+                            batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
+                            lr_factor=t.lr_factor, lr_patience=t.lr_patience,
                             min_lr=t.min_lr, val_fraction=t.val_fraction, stop_patience=t.stop_patience,
                             seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}",
                             checkpoint=folder / f"member_{m}.partial.pt", checkpoint_every=t.checkpoint_every)

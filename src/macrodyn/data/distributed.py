@@ -1,0 +1,97 @@
+"""Simulation and labelling chunks as Dask tasks (``dask.distributed``).
+
+The pipeline's chunk loops (:func:`macrodyn.pipeline.simulate_chunk`,
+:func:`macrodyn.pipeline.label_chunk`) take a :class:`~macrodyn.pipeline.Run`. Here each
+chunk becomes one task whose arguments pickle cheaply: the chunk function (by reference),
+the config as a dict, the run folder and the chunk's own arguments. A worker rebuilds the
+``Run`` (and so the system) once per config and folder, computes the chunk with the
+chunk's own seeded RNG and writes it itself; the driver only waits.
+
+Why nothing is lost or written twice:
+
+- a chunk's data do not depend on which worker computes it, or when (``run.rng(name, c)``);
+- a chunk is written column by column and then flagged done (:class:`ChunkedTable`), and a
+  task whose chunk is already flagged returns at once. A task retried after an error
+  (``retries=2``) or rescheduled after its worker died therefore either finds its chunk
+  done or recomputes the same bytes.
+
+The run folder must be on a file system that every worker sees at the same path.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import contextmanager
+from functools import lru_cache
+from typing import Callable, Iterator
+
+from tqdm.auto import tqdm
+
+RETRIES = 2
+TEST_DELAY_ENV = "MACRODYN_TEST_TASK_DELAY"  # seconds slept before each task (tests kill workers mid-job)
+
+
+@contextmanager
+def connect(scheduler: str, workers: int = 2) -> Iterator["distributed.Client"]:  # noqa: F821
+    """A Dask client for ``parallel.scheduler``.
+
+    Args:
+        scheduler: ``"local"`` starts a ``LocalCluster`` of ``workers`` single-threaded
+            processes for the duration of the block; anything else is the address of a
+            running scheduler (``tcp://host:8786``), which is left running.
+        workers: worker processes of the local cluster.
+    """
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(scheduler) as client:
+            yield client
+
+
+def map_chunks(run, task: Callable, args: list[tuple], desc: str = "chunks") -> None:
+    """Run ``task(run, *a)`` for every ``a`` in ``args`` as Dask tasks; returns when all are done.
+
+    Args:
+        run: the driver's :class:`~macrodyn.pipeline.Run`; its ``cfg.parallel`` says where.
+        task: a module-level chunk function ``(run, *a) -> None`` that writes its own chunk
+            and returns at once if the chunk is already done.
+        args: one tuple of picklable arguments per chunk.
+        desc: progress-bar label.
+    Raises:
+        the first task error left after ``RETRIES`` retries (other tasks are cancelled).
+    """
+    if not args:
+        return
+    from dask.distributed import as_completed
+
+    cfg = json.dumps(run.cfg.model_dump())
+    out = str(run.out.resolve())
+    with connect(run.cfg.parallel.scheduler, run.cfg.parallel.workers) as client:
+        futures = [client.submit(run_task, task, cfg, out, a, retries=RETRIES, pure=False) for a in args]
+        try:
+            for f in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not run.progress,
+                          leave=False):
+                f.result()  # raises the task's error
+        finally:
+            client.cancel([f for f in futures if not f.done()])
+
+
+def run_task(task: Callable, cfg: str, out: str, args: tuple) -> None:
+    """Worker side of :func:`map_chunks`: ``task(Run(cfg, out), *args)``."""
+    delay = os.environ.get(TEST_DELAY_ENV)
+    if delay:
+        time.sleep(float(delay))
+    task(_worker_run(cfg, out), *args)
+
+
+@lru_cache(maxsize=4)
+def _worker_run(cfg: str, out: str):
+    from macrodyn.config import parse_config
+    from macrodyn.pipeline import Run
+
+    return Run(parse_config(json.loads(cfg), "<driver config>"), out, progress=False)

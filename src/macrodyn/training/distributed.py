@@ -1,0 +1,150 @@
+"""Data-parallel training of the macroscopic model with ``torchrun`` and DistributedDataParallel.
+
+:func:`data_parallel` turns a loss into one that trains ``field`` data-parallel when a
+``torch.distributed`` process group of ``W > 1`` processes is initialised (and returns
+the loss unchanged otherwise); :func:`~macrodyn.training.dynamics.fit_dynamics` needs
+no other change::
+
+    fit_dynamics(field, data_parallel(make_loss("L_xp", p), field), data, ...)
+
+Every rank draws the same permutation from the shared seed, so every rank holds the same
+global batch of ``batch_size`` rows; rank ``r`` evaluates the loss only on its contiguous
+shard ``I_r`` (``n_r`` of the ``n`` rows), through the field wrapped in DDP. The losses are
+means over rows, so rank ``r``'s loss is scaled by ``W n_r / n``; DDP averages the
+gradients over ranks, which gives
+
+    (1/W) Σ_r (W n_r / n) ∇ mean_{I_r} ℓ = ∇ mean_{batch} ℓ,
+
+the gradient of single-process training on the same global batch, also when the batch
+does not split evenly (a rank with an empty shard contributes one zero-weighted row).
+The returned value is the global-batch loss (one scalar all-reduce), so logged training
+losses agree too. Validation (``field.eval()``) is computed in full on every rank with
+the same parameters, so the learning-rate schedule and early stopping agree across ranks.
+
+Run the dynamics stage on N processes (after ``macrodyn simulate``, ``label`` and
+``train-closure`` on the same folder)::
+
+    torchrun --standalone --nproc_per_node N -m macrodyn.training.distributed CONFIG --out DIR
+
+CPU processes use the gloo backend; ``device: cuda`` uses NCCL with one GPU per process
+(``LOCAL_RANK``). ``macrodyn evaluate`` and ``report`` then continue as usual.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+
+def world() -> tuple[int, int]:
+    """``(rank, world_size)`` of the initialised process group; ``(0, 1)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class _DDP(DistributedDataParallel):
+    """DDP that forwards attribute look-ups it lacks (``v_std``, ...) to the wrapped field."""
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.module, name)
+
+
+def shard(n: int, rank: int, world_size: int) -> tuple[torch.Tensor, float]:
+    """Rank ``rank``'s contiguous rows of a global batch of ``n`` rows, and its loss weight ``W n_r / n``.
+
+    Returns:
+        ``(rows_r, scale)``; an empty shard is returned as row 0 with ``scale = 0`` so that
+        every rank takes part in the gradient reduction.
+    """
+    mine = torch.tensor_split(torch.arange(n), world_size)[rank]
+    if len(mine) == 0:
+        return torch.arange(1), 0.0
+    return mine, world_size * len(mine) / n
+
+
+class DataParallelLoss:
+    """``loss`` evaluated on this rank's shard of each global batch, through ``field`` in DDP.
+
+    Args:
+        loss: a loss object (``loss(field, batch) -> scalar`` mean over rows; ``loss.needs``).
+        field: the module being trained, already on its device; its parameters are
+            broadcast from rank 0.
+    """
+
+    def __init__(self, loss, field: nn.Module):
+        self.rank, self.world = world()
+        if self.world < 2:
+            raise ValueError("DataParallelLoss needs an initialised torch.distributed group of 2 or more processes")
+        self.loss, self.field = loss, field
+        self.needs = loss.needs
+        self.name = getattr(loss, "name", type(loss).__name__)
+        dev = next(field.parameters()).device
+        self.model = _DDP(field, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    def __call__(self, field: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        if field is not self.field or not field.training:  # validation: the whole batch on every rank
+            return self.loss(field, batch)
+        rows, scale = shard(len(batch[self.needs[0]]), self.rank, self.world)
+        value = self.loss(self.model, {k: v[rows.to(v.device)] for k, v in batch.items()}) * scale
+        total = value.detach() / self.world
+        dist.all_reduce(total)  # the global-batch mean, identical on every rank
+        return value + (total - value).detach()  # gradient: this rank's share
+
+
+def data_parallel(loss, field: nn.Module):
+    """:class:`DataParallelLoss` if a process group of 2+ ranks is initialised, else ``loss`` itself."""
+    return DataParallelLoss(loss, field) if world()[1] > 1 else loss
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point for ``torchrun ... -m macrodyn.training.distributed CONFIG --out DIR``."""
+    from macrodyn.config import default_config_path, load_config
+    from macrodyn.data.store import ChunkedTable
+    from macrodyn.errors import InputError
+    from macrodyn.pipeline import Run, closure_stage, dynamics_stage
+
+    ap = argparse.ArgumentParser(prog="torchrun --nproc_per_node N -m macrodyn.training.distributed",
+                                 description="Train the macroscopic model(s) of a run data-parallel (DDP).")
+    ap.add_argument("config", nargs="?", help="YAML config (default: the embedded predator-prey experiment)")
+    ap.add_argument("--out", "-o", default="runs/predator_prey", help="run folder holding labels and closure.pt")
+    ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_config(args.config or default_config_path())
+        out = Path(args.out)
+        if not (out / "closure.pt").exists():
+            raise InputError(f"{out}/closure.pt not found; run `macrodyn simulate`, `label` and `train-closure` "
+                             f"on {out} first.")
+        cuda = cfg.device == "cuda"
+        if cuda:
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=2))
+        try:
+            rank = dist.get_rank()
+            run = Run(cfg, out, progress=rank == 0 and not args.quiet) if rank == 0 else None
+            dist.barrier()  # rank 0 has checked the folder's config before the others read it
+            run = run or Run(cfg, out, progress=False)
+            if not ChunkedTable.open(run.store, "labels").is_complete():
+                raise InputError(f"labels in {run.store} are incomplete; run `macrodyn label` first.")
+            dynamics_stage(run, closure_stage(run))
+        finally:
+            dist.destroy_process_group()
+    except InputError as e:
+        if int(os.environ.get("RANK", 0)) == 0:
+            print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

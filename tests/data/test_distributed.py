@@ -1,0 +1,105 @@
+"""Simulation and labelling as Dask tasks give the same dataset as one process, also when a
+worker is killed mid-job."""
+import os
+import signal
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from macrodyn.config import parse_config
+from macrodyn.data import ChunkedTable
+from macrodyn.data.distributed import TEST_DELAY_ENV, run_task
+from macrodyn.pipeline import Run, label_stage, simulate, simulate_chunk
+
+pytest.importorskip("dask.distributed")
+
+CFG = {
+    "data": {"n_train_trajectories": 8, "n_test_trajectories": 4, "n_steps": 100, "save_every": 10,
+             "chunk_trajectories": 1},
+    "system": {"params": {"n": 10}},
+    "training": {"budget": 240, "chunk_configs": 5},  # 60 labelled configs of 4 coordinates, 12 chunks
+}
+TABLES = ("train", "test", "labels")
+
+
+def _generate(out, scheduler=None):
+    cfg = parse_config({**CFG, "parallel": {"scheduler": scheduler}})
+    run = Run(cfg, out, progress=False)
+    simulate(run)
+    label_stage(run)
+    return run
+
+
+def _assert_same_dataset(a, b):
+    for name in TABLES:
+        ta, tb = ChunkedTable.open(a / "data.zarr", name), ChunkedTable.open(b / "data.zarr", name)
+        assert ta.is_complete() and tb.is_complete()
+        da, db = ta.read(), tb.read()
+        assert sorted(da) == sorted(db)
+        for col in da:
+            assert np.array_equal(da[col], db[col]), f"{name}/{col} differs"
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    out = tmp_path_factory.mktemp("serial")
+    _generate(out)
+    return out
+
+
+@pytest.fixture
+def cluster(request, monkeypatch):
+    from dask.distributed import Client, LocalCluster
+
+    if getattr(request, "param", None):
+        monkeypatch.setenv(TEST_DELAY_ENV, str(request.param))  # inherited by the worker processes
+    with LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None) as c, \
+            Client(c) as client:
+        yield client
+
+
+def test_two_workers_match_one_process(reference, cluster, tmp_path):
+    _generate(tmp_path, cluster.scheduler.address)
+    assert (tmp_path / "config.yaml").read_text() == (reference / "config.yaml").read_text()
+    _assert_same_dataset(reference, tmp_path)
+
+
+@pytest.mark.parametrize("cluster", [0.2], indirect=True)  # seconds per task, so that the kill lands mid-job
+def test_worker_killed_mid_job_loses_nothing(reference, cluster, tmp_path):
+    pids = cluster.run(os.getpid)
+    victim = sorted(pids)[0]
+    errors = []
+
+    def job():
+        try:
+            _generate(tmp_path, cluster.scheduler.address)
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    th = threading.Thread(target=job)
+    th.start()
+    done = tmp_path / "data.zarr" / "train" / "_done" / "c"
+    t0 = time.time()
+    while not (done.exists() and len(list(done.iterdir())) >= 2) and time.time() - t0 < 60:
+        time.sleep(0.02)
+    n_done_at_kill = len(list(done.iterdir()))
+    os.kill(pids[victim], signal.SIGKILL)
+    th.join(timeout=120)
+    assert not th.is_alive() and not errors, errors
+    assert n_done_at_kill < CFG["data"]["n_train_trajectories"]  # the kill came mid-job
+    _assert_same_dataset(reference, tmp_path)
+
+
+def test_task_on_a_done_chunk_writes_nothing(reference, tmp_path):
+    import json
+    import shutil
+
+    shutil.copytree(reference, tmp_path / "r")
+    chunk = tmp_path / "r" / "data.zarr" / "train" / "traj" / "c" / "3" / "0" / "0"
+    assert chunk.exists()
+    before = chunk.stat().st_mtime_ns
+    cfg = json.dumps(parse_config(CFG).model_dump())
+    run_task(simulate_chunk, cfg, str(tmp_path / "r"), ("train", 3))  # what a retried task does
+    assert chunk.stat().st_mtime_ns == before
