@@ -95,6 +95,15 @@ class TrainingConfig(_Strict):
     members: int = Field(1, gt=0, description="independently seeded models (mean ± std)")
     chunk_configs: int = Field(1000, gt=0, description="labelled configurations per stored chunk")
     checkpoint_every: int = Field(50, gt=0, description="epochs between resumable checkpoints")
+    sampling: Literal["uniform", "importance"] = Field(
+        "uniform", description="units per configuration: uniform (paper) or importance-weighted by the J⁺ row "
+        "norms, unbiased via Horvitz–Thompson weights (training/sampling.py)")
+    importance_mix: float = Field(0.3, gt=0, le=1, description="importance sampling: weight γ of the uniform part")
+    labelling: Literal["fixed", "on_demand"] = Field(
+        "fixed", description="fixed: label once before training (paper); on_demand: a fresh subset each time a "
+        "configuration is visited during training until the budget is spent, then reuse the cached labels")
+    on_demand_visits: int = Field(2, gt=0, description="on_demand: fresh subsets per configuration the budget "
+                                  "pays for (pool = budget / (units per config · visits))")
 
     @model_validator(mode="after")
     def _check(self):

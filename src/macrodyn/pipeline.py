@@ -35,10 +35,12 @@ from macrodyn.io import load_json, load_torch, save_json, save_torch
 from macrodyn.systems.base import MicroSystem
 from macrodyn.systems.registry import build_system
 from macrodyn.training.closure import fit_closure
-from macrodyn.training.distributed import data_parallel
+from macrodyn.training.distributed import data_parallel, world
 from macrodyn.training.dynamics import fit_dynamics
-from macrodyn.training.features import compute_features, label, sample_units, units_in
+from macrodyn.closure.jacobian import pinv_rows
+from macrodyn.training.features import _batch_jacobian_rows, compute_features, label, sample_units, units_in
 from macrodyn.training.losses import make_loss
+from macrodyn.training.sampling import OnDemandLabeller, expand_unit_weights, make_sampler, pinv_row_scores
 
 STAGES = ("simulate", "label", "closure", "dynamics", "evaluate", "report")
 _STREAM = {"train": 11, "test": 12, "labels": 13, "pick": 14}  # independent RNG streams
@@ -92,6 +94,8 @@ class Run:
     @property
     def n_configs(self) -> int:
         n = self.cfg.training.budget // self.units_per_config
+        if self.cfg.training.labelling == "on_demand":  # a pool visited on_demand_visits times
+            n //= self.cfg.training.on_demand_visits
         if n < 2:
             raise InputError(f"budget {self.cfg.training.budget} buys fewer than 2 configurations at "
                              f"{self.units_per_config} force evaluations each; raise training.budget.")
@@ -166,15 +170,22 @@ def pick_configs(run: Run, n_configs: int) -> np.ndarray:
 
 def label_stage(run: Run) -> None:
     """Compute forces on a random subset of units of each chosen configuration."""
-    t0 = time.perf_counter()
     sys_, t = run.system, run.cfg.training
+    if t.labelling == "on_demand":  # labels are drawn during the dynamics fit
+        return
+    if t.sampling == "importance":
+        closure_stage(run)  # the scores need the closure (not forces); train or load it first
+    t0 = time.perf_counter()
     n, k = run.n_configs, run.units_per_config
     kc = k * sys_.coords_per_unit
     where = pick_configs(run, n)
     table = ChunkedTable.create(run.store, "labels", n, t.chunk_configs,
                                 {K.X: ((sys_.n_coords,), "float64"), K.INDEX: ((kc,), "int64"),
-                                 K.FORCES: ((kc,), "float64")},
-                                {"loss": t.loss, "p": t.p, "budget": t.budget, "seed": run.cfg.seed})
+                                 K.FORCES: ((kc,), "float64"),
+                                 **({K.WEIGHTS: ((kc,), "float64")} if t.sampling == "importance" else {})},
+                                {"loss": t.loss, "p": t.p, "budget": t.budget, "seed": run.cfg.seed,
+                                 **({"sampling": "importance", "importance_mix": t.importance_mix}
+                                    if t.sampling == "importance" else {})})
     for_each_chunk(run, label_chunk, [(c, where[table.chunk_slice(c)]) for c in table.missing_chunks()], "label")
     run._timed("label", time.perf_counter() - t0)
 
@@ -186,6 +197,15 @@ def label_chunk(run: Run, c: int, where: np.ndarray) -> None:
     if table.done()[c]:
         return
     x = _gather_snapshots(ChunkedTable.open(run.store, "train"), where)
+    if run.cfg.training.sampling == "importance":  # scores from the closure's J⁺ rows, no forces
+        t = run.cfg.training
+        score = pinv_row_scores(closure_stage(run), x, sys_.coords_per_unit)
+        units, w = make_sampler(t.sampling, run.units_per_config, t.importance_mix)(
+            sys_.n_units, run.rng("labels", c), score=score)
+        idx = sys_.unit_coords(units)
+        table.write_chunk(c, **{K.X: x, K.INDEX: idx, K.FORCES: label(sys_, x, idx),
+                                K.WEIGHTS: expand_unit_weights(w, sys_.coords_per_unit)})
+        return
     idx = sys_.unit_coords(sample_units(len(x), sys_.n_units, run.units_per_config, run.rng("labels", c)))
     table.write_chunk(c, **{K.X: x, K.INDEX: idx, K.FORCES: label(sys_, x, idx)})
 
@@ -248,7 +268,49 @@ def device(run: Run) -> torch.device:
 
 def features_for(run: Run, ae: ClosureAutoencoder) -> dict[str, torch.Tensor]:
     lab = ChunkedTable.open(run.store, "labels").read()
-    return {k: v.to(device(run)) for k, v in compute_features(ae, lab[K.X], lab[K.INDEX], lab[K.FORCES]).items()}
+    return {k: v.to(device(run)) for k, v in compute_features(ae, lab[K.X], lab[K.INDEX], lab[K.FORCES],
+                                                              w=lab.get(K.WEIGHTS)).items()}
+
+
+def on_demand_labeller(run: Run, ae: ClosureAutoencoder) -> tuple[OnDemandLabeller, dict[str, torch.Tensor], tuple]:
+    """Pool of unlabelled configurations (their ``z`` and ``J⁺`` rows), a labeller holding the budget,
+    and standardisation statistics from a first fresh label of up to 1 000 of them (cached, reused)."""
+    sys_, t = run.system, run.cfg.training
+    x = _gather_snapshots(ChunkedTable.open(run.store, "train"), pick_configs(run, run.n_configs))
+    z, P = [], []
+    with torch.no_grad():
+        ae64 = ae.double()
+        for s in range(0, len(x), 512):
+            xb = torch.as_tensor(x[s:s + 512])
+            z.append(ae64(xb))
+            P.append(pinv_rows(_batch_jacobian_rows(ae64, xb)))
+        ae.float()
+    score = pinv_row_scores(ae, x, sys_.coords_per_unit) if t.sampling == "importance" else None
+    lab = OnDemandLabeller(sys_, x, torch.cat(P).float().to(device(run)),
+                           make_sampler(t.sampling, run.units_per_config, t.importance_mix), t.budget,
+                           score=score, seed=run.cfg.seed)
+    feats = {K.Z: torch.cat(z).float().to(device(run))}
+    rows = lab.label(np.arange(min(len(x), 1000)))
+    first = [lab.cache[i][0] for i in rows]
+    est = compute_features(ae, x[rows], *(np.stack([e[j] for e in first]) for j in (0, 1)),
+                           w=np.stack([e[2] for e in first]))[K.JF_ESTIMATE].to(feats[K.Z].device)
+    z = feats[K.Z]
+    return lab, feats, (z.mean(0), z.std(0), est.mean(0), est.std(0))
+
+
+def save_on_demand_labels(run: Run, lab: OnDemandLabeller) -> None:
+    """Write every cached (configuration, subset) label to the ``labels`` table (counted by evaluate)."""
+    rows = [(i, *e) for i, es in enumerate(lab.cache) for e in es]
+    kc, t = len(rows[0][1]), run.cfg.training
+    table = ChunkedTable.create(run.store, "labels", len(rows), t.chunk_configs,
+                                {K.X: ((run.system.n_coords,), "float64"), K.INDEX: ((kc,), "int64"),
+                                 K.FORCES: ((kc,), "float64"), K.WEIGHTS: ((kc,), "float64")},
+                                {"loss": t.loss, "p": t.p, "budget": t.budget, "seed": run.cfg.seed,
+                                 "labelling": "on_demand", "spent": lab.spent})
+    for c in table.missing_chunks():
+        part = rows[table.chunk_slice(c)]
+        table.write_chunk(c, **{K.X: lab.x[[r[0] for r in part]], K.INDEX: np.stack([r[1] for r in part]),
+                                K.FORCES: np.stack([r[2] for r in part]), K.WEIGHTS: np.stack([r[3] for r in part])})
 
 
 def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
@@ -256,7 +318,7 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
     t = run.cfg.training
     folder = run.out / "dynamics"
     fields: list[StandardizedField] = []
-    feats = None
+    feats, lab = None, None
     for m in range(t.members):
         path = folder / f"member_{m}.pt"
         seed = run.cfg.seed * 1000 + m
@@ -267,6 +329,13 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
             fields.append(field_)
             continue
         t0 = time.perf_counter()
+        if feats is None and t.labelling == "on_demand" and not (run.store / "labels").exists():
+            if t.loss == "L_z":
+                raise InputError("labelling: on_demand needs loss L_x or L_xp (L_z needs every force).")
+            if world()[1] > 1:
+                raise InputError("labelling: on_demand labels in one process; train it without torchrun.")
+            # the first member spends the budget; later members train on its cached labels
+            lab, feats, stats = on_demand_labeller(run, ae)
         if feats is None:
             feats = features_for(run, ae)
             v = feats[K.JF] if t.loss == "L_z" else feats[K.JF_ESTIMATE]
@@ -277,7 +346,12 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
                             lr_factor=t.lr_factor, lr_patience=t.lr_patience,
                             min_lr=t.min_lr, val_fraction=t.val_fraction, stop_patience=t.stop_patience,
                             seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}",
-                            checkpoint=folder / f"member_{m}.partial.pt", checkpoint_every=t.checkpoint_every)
+                            checkpoint=None if lab else folder / f"member_{m}.partial.pt",
+                            checkpoint_every=t.checkpoint_every, visit=lab.visit if lab else None)
+        if lab is not None:
+            save_on_demand_labels(run, lab)
+            hist["on_demand_spent"] = lab.spent
+            lab, feats = None, None
         save_torch({"state": {k: v.cpu() for k, v in field_.state_dict().items()}, "history": hist}, path)
         (folder / f"member_{m}.partial.pt").unlink(missing_ok=True)
         run._timed("dynamics", time.perf_counter() - t0)

@@ -13,17 +13,22 @@ from tqdm.auto import tqdm
 from macrodyn.io import load_torch, save_torch
 
 
-def _batches(data: dict[str, torch.Tensor], rows: torch.Tensor, batch_size: int):
+def _batches(data: dict[str, torch.Tensor], rows: torch.Tensor, batch_size: int, visit=None, fresh: bool = True):
     for s in range(0, len(rows), batch_size):
         r = rows[s:s + batch_size]
-        yield {k: v[r] for k, v in data.items()}
+        b = {k: v[r] for k, v in data.items()}
+        if visit is not None:
+            b = visit(r, b, fresh)
+            if not len(b[next(iter(b))]):
+                continue
+        yield b
 
 
 def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epochs: int, batch_size: int,
                  lr: float, weight_decay: float = 0.0, lr_factor: float = 0.5, lr_patience: int = 50,
                  min_lr: float = 5e-6, val_fraction: float = 0.1, stop_patience: int | None = None,
                  seed: int = 0, progress: bool = True, desc: str = "dynamics",
-                 checkpoint: str | Path | None = None, checkpoint_every: int = 50) -> dict:
+                 checkpoint: str | Path | None = None, checkpoint_every: int = 50, visit=None) -> dict:
     """Train ``field`` in place (AdamW with amsgrad, ReduceLROnPlateau on the validation loss).
 
     Args:
@@ -34,10 +39,14 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
             (0 uses the training loss).
         stop_patience: stop after this many epochs without a new best validation
             loss (None: run all epochs). The best state is restored.
+        visit: on-demand labelling (``OnDemandLabeller.visit``): called as
+            ``visit(rows, batch, fresh)`` on every batch to add the label tensors
+            (``data`` then holds only what needs no forces). Not resumable from a
+            checkpoint (the labeller's cache lives in memory).
     Returns:
         history with per-epoch ``train``, ``val``, ``lr``, plus ``best_epoch``, ``seconds``.
     """
-    data = {k: data[k] for k in loss.needs}
+    data = {k: data[k] for k in loss.needs if k in data or visit is None}
     m = len(next(iter(data.values())))
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(m, generator=gen)
@@ -61,7 +70,7 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         field.train()
         rows = train_rows[torch.randperm(len(train_rows), generator=gen)]
         tot, n = 0.0, 0
-        for batch in _batches(data, rows, batch_size):
+        for batch in _batches(data, rows, batch_size, visit):
             value = loss(field, batch)
             opt.zero_grad(set_to_none=True)
             value.backward()
@@ -71,7 +80,7 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         train_loss = tot / n
         if n_val:
             field.eval()
-            val_loss = float(np.mean([loss(field, b).item() for b in _batches(data, val_rows, 4096)]))
+            val_loss = float(np.mean([loss(field, b).item() for b in _batches(data, val_rows, 4096, visit, False)]))
         else:
             val_loss = train_loss
         sched.step(val_loss)

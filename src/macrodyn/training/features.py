@@ -55,12 +55,14 @@ def _batch_jacobian_rows(fn, x: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: np.ndarray, *,
-                     batch: int = 512, dtype=torch.float32) -> dict[str, torch.Tensor]:
+                     w: np.ndarray | None = None, batch: int = 512, dtype=torch.float32) -> dict[str, torch.Tensor]:
     """Features of labelled configurations.
 
     Args:
         ae: trained closure (its Jacobian is evaluated in float64 for the solve).
         x: ``(M, N)`` configurations; idx, f: ``(M, k)`` indices and forces there.
+        w: ``(M, k)`` importance weights (``k/(N π_i)``, see :mod:`macrodyn.training.sampling`);
+            None for uniform subsets (all 1).
     Returns:
         ``{Z: (M, d), PINV_ROWS: (M, k, d), FORCES: (M, k), WEIGHTS: (M, k),
         JF_ESTIMATE: (M, d)}``, plus ``JF: (M, d)`` when every coordinate is labelled.
@@ -75,6 +77,8 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
         xb = torch.as_tensor(x[s:s + batch], dtype=torch.float64)
         ib = torch.as_tensor(idx[s:s + batch])
         fb = torch.as_tensor(f[s:s + batch], dtype=torch.float64)
+        if w is not None:  # Horvitz–Thompson: f_i / π_i = f_i · w_i N/k
+            fb = fb * torch.as_tensor(w[s:s + batch], dtype=torch.float64)
         J = _batch_jacobian_rows(ae64, xb)
         JI = torch.gather(J, 2, ib.unsqueeze(1).expand(-1, J.shape[1], -1))
         out[K.Z].append(ae64(xb))
@@ -86,5 +90,5 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
     ae.float()
     res = {k: torch.cat(v).to(dtype) for k, v in out.items()}
     res[K.FORCES] = torch.as_tensor(f, dtype=dtype)
-    res[K.WEIGHTS] = torch.ones_like(res[K.FORCES])
+    res[K.WEIGHTS] = torch.ones_like(res[K.FORCES]) if w is None else torch.as_tensor(w, dtype=dtype)
     return res

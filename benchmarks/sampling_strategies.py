@@ -1,0 +1,132 @@
+"""Sampling strategies (issue 6): fixed uniform subsets (paper) vs importance sampling vs on-demand labelling.
+
+Predator–prey, L_x,p with p = 0.2, at equal force budgets. Per seed the trajectories and
+the closure are shared by every (strategy, budget) run (``link_shared``); each run draws
+its own labels and trains its own model. A reduced training schedule (fewer epochs,
+early stopping) keeps the study small; absolute errors are therefore higher than with
+the default config, and the comparison between strategies is what the study is for.
+
+    python benchmarks/sampling_strategies.py [--budgets 30000 60000 150000] [--seeds 1 2 3]
+
+Writes benchmarks/results/sampling_strategies.json (records ``system, strategy, seed,
+budget, error_at_budget, evaluations_to_tol, force_evaluations``) and .png.
+``evaluations_to_tol`` is the smallest tested budget whose error is ≤ E_TOL for that
+(strategy, seed) (None if none is); it is repeated on every record of the pair.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common import link_shared, write_results  # noqa: E402
+from macrodyn import Run, load_config  # noqa: E402
+from macrodyn.pipeline import closure_stage, dynamics_stage, evaluate_stage, label_stage, simulate  # noqa: E402
+
+HERE = Path(__file__).parent
+E_TOL = 3e-3
+# name -> (training.sampling, training.labelling)
+STRATEGIES = {"fixed-uniform (paper)": ("uniform", "fixed"),
+              "fixed-importance": ("importance", "fixed"),
+              "on_demand-uniform": ("uniform", "on_demand"),
+              "on_demand-importance": ("importance", "on_demand")}
+
+
+def small(cfg, args):
+    """The reduced schedule of this study (same for every strategy)."""
+    cfg.data.n_train_trajectories = args.train_trajectories
+    cfg.data.n_test_trajectories = args.test_trajectories
+    cfg.closure.max_configs = 20_000
+    cfg.training.epochs = args.epochs
+    cfg.training.stop_patience = args.stop_patience
+    cfg.training.lr_patience = max(5, args.stop_patience // 2)
+    cfg.training.batch_size = args.batch_size
+    return cfg
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default=str(HERE.parent / "configs" / "predator_prey.yaml"))
+    ap.add_argument("--budgets", type=int, nargs="+", default=[30_000, 60_000, 150_000])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    ap.add_argument("--epochs", type=int, default=150)
+    ap.add_argument("--stop-patience", type=int, default=20)
+    ap.add_argument("--batch-size", type=int, default=512)
+    ap.add_argument("--train-trajectories", type=int, default=300)
+    ap.add_argument("--test-trajectories", type=int, default=30)
+    ap.add_argument("--work", default="runs/sampling_strategies")
+    ap.add_argument("--name", default="sampling_strategies")
+    args = ap.parse_args()
+    base = small(load_config(args.config), args)
+    work = Path(args.work)
+    shared = {}
+    for seed in args.seeds:
+        shared[seed] = Run(base.model_copy(update={"seed": seed}, deep=True), work / f"seed{seed}" / "shared",
+                           progress=False)
+        simulate(shared[seed])
+        closure_stage(shared[seed])
+    records = []
+    for budget in args.budgets:
+        for name in args.strategies:
+            sampling, labelling = STRATEGIES[name]
+            for seed in args.seeds:
+                cfg = base.model_copy(deep=True)
+                cfg.seed = seed
+                cfg.training.budget, cfg.training.sampling, cfg.training.labelling = budget, sampling, labelling
+                out = work / f"seed{seed}" / f"{sampling}_{labelling}_b{budget}"
+                link_shared(shared[seed].out, out)
+                run = Run(cfg, out, progress=False)
+                t0 = time.perf_counter()
+                label_stage(run)
+                ae = closure_stage(run)
+                fields = dynamics_stage(run, ae)
+                m = evaluate_stage(run, ae, fields)
+                records.append({"system": "predator_prey", "strategy": name, "seed": seed, "budget": budget,
+                                "force_evaluations": m["force_evaluations"],
+                                "counter_labels": run.system.counter.labels,
+                                "error_at_budget": m["rollout_rel_error"],
+                                "wall_seconds": round(time.perf_counter() - t0, 1)})
+                print(records[-1], flush=True)
+                finish(records, args.name)
+
+
+def finish(records: list[dict], name: str) -> None:
+    for r in records:
+        done = sorted((q["budget"], q["error_at_budget"]) for q in records
+                      if q["strategy"] == r["strategy"] and q["seed"] == r["seed"])
+        r["evaluations_to_tol"] = next((b for b, e in done if e <= E_TOL), None)
+    write_results(name, records, e_tol=E_TOL, note="reduced schedule, see benchmarks/sampling_strategies.py")
+    plot(records, HERE / "results" / f"{name}.png")
+
+
+def plot(records: list[dict], path: Path) -> None:
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for i, name in enumerate(STRATEGIES):
+        rs = [r for r in records if r["strategy"] == name]
+        if not rs:
+            continue
+        budgets = sorted({r["budget"] for r in rs})
+        errs = [[r["error_at_budget"] for r in rs if r["budget"] == b] for b in budgets]
+        ax.errorbar(np.array(budgets) * (1 + 0.03 * i), [np.mean(e) for e in errs], yerr=[np.std(e) for e in errs],
+                    marker="o", color=f"C{i}", label=name, capsize=3)
+    ax.axhline(E_TOL, color="k", ls=":", lw=1, label="e_tol")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("force evaluations (budget)")
+    ax.set_ylabel("rollout relative error (mean ± std over seeds)")
+    ax.set_title("predator–prey, L_x,p p=0.2")
+    ax.legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main()
