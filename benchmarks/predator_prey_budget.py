@@ -39,8 +39,15 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     ap.add_argument("--work", default="runs/predator_prey_budget")
     ap.add_argument("--name", default="predator_prey_budget")
+    ap.add_argument("--epochs", type=int, default=None, help="cap on dynamics epochs (default: the config's)")
+    ap.add_argument("--stop-patience", type=int, default=None, help="early stopping (default: the config's)")
+    ap.add_argument("--batch-size", type=int, default=None, help="dynamics batch size (default: the config's)")
     args = ap.parse_args()
     base = load_config(args.config)
+    for field, value in (("epochs", args.epochs), ("stop_patience", args.stop_patience),
+                         ("batch_size", args.batch_size)):
+        if value is not None:
+            setattr(base.training, field, value)
     work = Path(args.work)
     records = []
     shared = {}
@@ -68,7 +75,8 @@ def main() -> None:
                        "wall_seconds": round(time.perf_counter() - t0, 2)}
                 records.append(rec)
                 print(rec, flush=True)
-                write_results(args.name, records)  # after every run: partial results survive
+                write_results(args.name, records, training=base.training.model_dump(include={"epochs", "stop_patience",
+                                                                                  "batch_size", "lr"}))  # after every run: partial results survive
                 plot(records, HERE / "results" / f"{args.name}.png")
 
 
