@@ -52,7 +52,8 @@ def main() -> None:
     records = []
     shared = {}
     for seed in args.seeds:  # trajectories and closure once per seed
-        shared[seed] = Run(base.model_copy(update={"seed": seed}, deep=True), work / f"seed{seed}" / "shared",
+        shared_cfg = load_config(args.config)  # the overrides above concern training only
+        shared[seed] = Run(shared_cfg.model_copy(update={"seed": seed}, deep=True), work / f"seed{seed}" / "shared",
                            progress=False)
         simulate(shared[seed])
         closure_stage(shared[seed])
@@ -75,8 +76,9 @@ def main() -> None:
                        "wall_seconds": round(time.perf_counter() - t0, 2)}
                 records.append(rec)
                 print(rec, flush=True)
-                write_results(args.name, records, training=base.training.model_dump(include={"epochs", "stop_patience",
-                                                                                  "batch_size", "lr"}))  # after every run: partial results survive
+                # after every run, so partial results survive
+                write_results(args.name, records,
+                              training=base.training.model_dump(include={"epochs", "stop_patience", "batch_size", "lr"}))
                 plot(records, HERE / "results" / f"{args.name}.png")
 
 
