@@ -41,6 +41,10 @@ def load_torch(path: str | Path):
         raise InputError(f"checkpoint {path} is corrupt ({type(e).__name__}); delete it and rerun that stage.") from e
 
 
+def save_text(text: str, path: str | Path) -> None:
+    _atomic(Path(path), lambda f: f.write(text.encode()))
+
+
 def save_json(obj, path: str | Path) -> None:
     _atomic(Path(path), lambda f: f.write((json.dumps(obj, indent=2, default=float) + "\n").encode()))
 

@@ -26,12 +26,12 @@ from tqdm.auto import tqdm
 
 from macrodyn import keys as K
 from macrodyn.closure.autoencoder import ClosureAutoencoder
-from macrodyn.config import RunConfig
+from macrodyn.config import RunConfig, parse_config
 from macrodyn.data.store import ChunkedTable
 from macrodyn.dynamics import GFINN, MLPField, OnsagerNet, StandardizedField
 from macrodyn.errors import InputError
 from macrodyn.evaluation.rollout import relative_error, rollout
-from macrodyn.io import load_json, load_torch, save_json, save_torch
+from macrodyn.io import load_json, load_torch, save_json, save_text, save_torch
 from macrodyn.systems.base import MicroSystem
 from macrodyn.systems.registry import build_system
 from macrodyn.training.closure import fit_closure
@@ -65,12 +65,16 @@ class Run:
         self.out.mkdir(parents=True, exist_ok=True)
         cfg_path = self.out / "config.yaml"
         # where chunks are computed does not change the data: `parallel` is not part of the run's identity
-        text = yaml.safe_dump(self.cfg.model_dump(exclude={"parallel"}), sort_keys=False)
+        new = self.cfg.model_dump(exclude={"parallel"})
         if cfg_path.exists():  # only read once written: Dask workers rebuild the Run from the same folder
-            if cfg_path.read_text() != text:
-                raise InputError(f"{self.out} holds a run with a different config; use another --out or delete it.")
+            # compare parsed configs, so fields added later with defaults do not break resuming
+            old = parse_config(yaml.safe_load(cfg_path.read_text()) or {}, str(cfg_path)).model_dump(exclude={"parallel"})
+            if old != new:
+                diff = [k for k in new if old.get(k) != new.get(k)]
+                raise InputError(f"{self.out} holds a run with a different config (sections {diff}); "
+                                 "use another --out or delete it.")
         else:
-            cfg_path.write_text(text)
+            save_text(yaml.safe_dump(new, sort_keys=False), cfg_path)
         timing_file = self.out / "stage_seconds.json"
         self.timings = load_json(timing_file) if timing_file.exists() else {}
 
