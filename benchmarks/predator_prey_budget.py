@@ -18,6 +18,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
 
 from common import link_shared, write_results  # noqa: E402
 from macrodyn import Run, load_config  # noqa: E402
@@ -42,7 +43,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=None, help="cap on dynamics epochs (default: the config's)")
     ap.add_argument("--stop-patience", type=int, default=None, help="early stopping (default: the config's)")
     ap.add_argument("--batch-size", type=int, default=None, help="dynamics batch size (default: the config's)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1: these models are small; extra threads only spin under load)")
     args = ap.parse_args()
+    torch.set_num_threads(args.threads)
     base = load_config(args.config)
     for field, value in (("epochs", args.epochs), ("stop_patience", args.stop_patience),
                          ("batch_size", args.batch_size)):
