@@ -64,11 +64,11 @@ class Run:
             torch.set_num_threads(self.cfg.threads)
         self.out.mkdir(parents=True, exist_ok=True)
         cfg_path = self.out / "config.yaml"
-        # where chunks are computed does not change the data: `parallel` is not part of the run's identity
-        new = self.cfg.model_dump(exclude={"parallel"})
+        # where and on how many threads work runs does not change the data: not part of the run's identity
+        new = self.cfg.model_dump(exclude={"parallel", "threads"})
         if cfg_path.exists():  # only read once written: Dask workers rebuild the Run from the same folder
             # compare parsed configs, so fields added later with defaults do not break resuming
-            old = parse_config(yaml.safe_load(cfg_path.read_text()) or {}, str(cfg_path)).model_dump(exclude={"parallel"})
+            old = parse_config(yaml.safe_load(cfg_path.read_text()) or {}, str(cfg_path)).model_dump(exclude={"parallel", "threads"})
             if old != new:
                 diff = [k for k in new if old.get(k) != new.get(k)]
                 raise InputError(f"{self.out} holds a run with a different config (sections {diff}); "
