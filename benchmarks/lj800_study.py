@@ -53,8 +53,8 @@ def _same_run(shared: Path, cfg) -> bool:
         return False
     stored = yaml.safe_load((shared / "config.yaml").read_text())
     now = cfg.model_dump()
-    return all(stored.get(sec, {}).get(k) == now[sec].get(k)
-               for sec in ("model", "training") for k in set(stored.get(sec, {})) | set(now[sec]))
+    # fields added to the config after the run was made are not in its config.yaml
+    return all(v == now[sec].get(k) for sec in ("model", "training") for k, v in stored.get(sec, {}).items())
 
 
 def main() -> None:
@@ -69,6 +69,8 @@ def main() -> None:
     ap.add_argument("--cell-members", nargs="*", default=[], metavar="MODEL:LOSS=N",
                     help="members for single cells, e.g. gfinn:L_xp=3 (fixed per run folder)")
     ap.add_argument("--name", default="lj800_study")
+    ap.add_argument("--collect-only", action="store_true",
+                    help="record only cells that already have results (re-evaluates them); train nothing")
     args = ap.parse_args()
     base = load_config(args.config)
     shared, work = Path(args.shared), Path(args.work)
@@ -97,6 +99,9 @@ def main() -> None:
                 label_donor.setdefault(loss, shared)
             else:
                 out = work / f"{model}_{loss}"
+                if args.collect_only and not (out / "metrics.json").exists():
+                    print(f"skipping {model} {loss}: not run", flush=True)
+                    continue
                 tables = ("train", "test") + (("labels",) if loss in label_donor else ())
                 link_shared(label_donor.get(loss, shared), out, tables=tables, closure=False)
                 link_shared(shared, out, tables=(), closure=True)
