@@ -49,3 +49,9 @@ def test_missing_store_and_table(tmp_path):
     ChunkedTable.create(tmp_path / "s.zarr", "lab", 4, 2, COLS)
     with pytest.raises(InputError, match="no complete table"):
         ChunkedTable.open(tmp_path / "s.zarr", "other")
+
+
+def test_reopen_with_tuple_attrs(tmp_path):
+    """Settings holding tuples (stored as JSON lists) reopen as the same table."""
+    ChunkedTable.create(tmp_path / "s.zarr", "lab", 4, 2, COLS, {"t0_range": (0.5, 1.5)})
+    ChunkedTable.create(tmp_path / "s.zarr", "lab", 4, 2, COLS, {"t0_range": (0.5, 1.5)})

@@ -8,6 +8,7 @@ This is also what lets independent workers (Dask) fill different chunks.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Iterator
 
@@ -52,6 +53,7 @@ class ChunkedTable:
         store = zarr.open_group(str(root), mode="a")
         meta = {"n_rows": n_rows, "chunk_rows": chunk_rows, "columns": list(columns),
                 "shapes": {k: list(v[0]) for k, v in columns.items()}, "user": attrs or {}}
+        meta = json.loads(json.dumps(meta))  # as stored (tuples become lists), so a reopen compares equal
         if name in store:
             group = store[name]
             old = {k: group.attrs.get(k) for k in meta}
