@@ -48,6 +48,9 @@ def link_shared(shared: Path, out: Path, tables: tuple[str, ...] = ("train", "te
 
     shared, out = Path(shared), Path(out)
     (out / "data.zarr").mkdir(parents=True, exist_ok=True)
+    root_meta = out / "data.zarr" / "zarr.json"  # the store's root group: lets a stage open a linked
+    if not root_meta.exists():                    # table before the run writes a table of its own
+        shutil.copy(shared / "data.zarr" / "zarr.json", root_meta)
     for table in tables:
         link = out / "data.zarr" / table
         if not link.exists():

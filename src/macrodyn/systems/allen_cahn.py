@@ -26,6 +26,7 @@ so generate trajectories in chunks of a few initial states
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -186,3 +187,73 @@ class AllenCahn(MicroSystem):
     def observable(self):
         """The Ginzburg–Landau free energy on this grid (:class:`GinzburgLandau`)."""
         return GinzburgLandau(self.n, self.eps)
+
+    def report_figures(self, figs: Path, traj: np.ndarray, n_snapshots: int = 5) -> str:
+        """Images of the phase field for the run report.
+
+        Writes ``figs/allen_cahn_initial.png`` (the initial field of every trajectory)
+        and ``figs/allen_cahn_snapshots.png`` (one row per trajectory, ``n_snapshots``
+        snapshots evenly spaced from the start to the last saved state that still
+        holds some of the ``u > 0`` phase, i.e. up to the collapse of the ring).
+        Fields are drawn with x to the right and y up, colour scale [−1, 1].
+
+        Args:
+            figs: folder for the PNG files (created if missing); the report lives in
+                its parent, so the returned links are ``figs.name/<file>``.
+            traj: ``(n_traj, T, N)`` saved states, ``N = self.n²``.
+            n_snapshots: columns of the snapshot figure (at most ``T``).
+        Returns:
+            Markdown with a heading and links to both images.
+        """
+        from matplotlib.figure import Figure  # no pyplot: leaves the user's backend alone
+
+        traj = np.asarray(traj)
+        if traj.ndim != 3 or traj.shape[-1] != self.n_coords or traj.shape[0] == 0 or traj.shape[1] == 0:
+            raise InputError(f"allen_cahn.report_figures: traj must have shape (n_traj, T, {self.n_coords}) with "
+                             f"n_traj, T >= 1; got {traj.shape}.")
+        if n_snapshots < 1:
+            raise InputError(f"allen_cahn.report_figures: n_snapshots must be >= 1; got {n_snapshots}.")
+        figs = Path(figs)
+        figs.mkdir(parents=True, exist_ok=True)
+        b, T = traj.shape[:2]
+        fields = traj.reshape(b, T, self.n, self.n)
+        extent = (0.0, 1.0, 0.0, 1.0)
+
+        def draw(ax, u, title):  # u: (n, n), axis 0 = x
+            im = ax.imshow(u.T, origin="lower", extent=extent, vmin=-1.0, vmax=1.0, cmap="RdBu_r")
+            ax.set_title(title, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            return im
+
+        fig = Figure(figsize=(2.3 * b + 0.8, 2.5))
+        axes = fig.subplots(1, b, squeeze=False)[0]
+        for i in range(b):
+            im = draw(axes[i], fields[i, 0], f"test trajectory {i}, t = 0")
+        fig.colorbar(im, ax=list(axes), shrink=0.8, label="u")
+        fig.savefig(figs / "allen_cahn_initial.png", dpi=100)
+
+        cols = min(n_snapshots, T)
+        fig = Figure(figsize=(2.1 * cols + 0.8, 2.2 * b))
+        axes = fig.subplots(b, cols, squeeze=False)
+        for i in range(b):
+            alive = np.flatnonzero((fields[i] > 0).any(axis=(1, 2)))
+            last = int(alive[-1]) if len(alive) else T - 1
+            picks = np.unique(np.linspace(0, last, cols).round().astype(int))  # fewer if last < cols − 1
+            for j in range(cols):
+                if j < len(picks):
+                    im = draw(axes[i, j], fields[i, picks[j]], f"traj {i}, snapshot {picks[j]}/{T - 1}")
+                else:
+                    axes[i, j].set_axis_off()
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label="u")
+        fig.savefig(figs / "allen_cahn_snapshots.png", dpi=100)
+
+        rel = figs.name
+        return "\n".join([
+            "## Phase field (test trajectories drawn above)", "",
+            "Initial fields (u ≈ +1 red on the ring, −1 blue elsewhere):", "",
+            f"![initial fields]({rel}/allen_cahn_initial.png)", "",
+            "Snapshots from t = 0 to the last saved state with some u > 0 (the ring's collapse); "
+            "snapshot k is at time k · dt · save_every:", "",
+            f"![snapshots]({rel}/allen_cahn_snapshots.png)", "",
+        ])
