@@ -106,6 +106,19 @@ def test_initial_data_family(rng):
     assert gaussian_velocities(10, 2.0, rng).shape == (10, 3)
 
 
+def test_placement_seed_shares_the_start(rng):
+    fresh = small(relax_steps=20)
+    a, b = split_state(fresh.sample_initial(2, rng))[0]
+    assert np.abs(a - b).max() > 1.0  # independent placements by default
+    shared = small(relax_steps=20, placement_seed=7)
+    x1 = shared.sample_initial(2, np.random.default_rng(1))
+    x2 = small(relax_steps=20, placement_seed=7).sample_initial(1, np.random.default_rng(2))
+    (p1, p2), (v1, v2) = split_state(x1)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(p1, split_state(x2)[0][0])  # same seed, same start, any rng
+    assert np.abs(v1 - v2).max() > 0.1  # only the velocities differ
+
+
 def test_velocity_verlet_conserves_energy(rng):
     """NVE: the shifted energy (the one whose gradient the truncated forces are) is conserved to O(dt²)."""
     s = LennardJones(n_atoms=256, engine="verlet", relax_steps=100)

