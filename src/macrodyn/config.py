@@ -1,34 +1,56 @@
 """Run configuration: YAML validated with pydantic. Unknown fields are refused."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, \
+    model_validator
 
 from macrodyn.errors import InputError
 from macrodyn.systems.registry import SYSTEMS
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _check_finite_params(value, where: str) -> None:
+    """NaN/Inf in a system parameter would only surface as a blown-up simulation later."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{where} must be a finite number; got {value}")
+    if isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _check_finite_params(v, f"{where}[{i}]")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite_params(v, f"{where}.{k}" if where else str(k))
 
 
 class SystemConfig(_Strict):
     """Which microscopic system, and its constructor parameters (checked per system)."""
 
     name: str = "predator_prey"
-    params: dict = Field(default_factory=dict)
+    params: dict = Field(default_factory=dict, validate_default=True)
 
-    @model_validator(mode="after")
-    def _check(self):
-        if self.name not in SYSTEMS:
-            raise ValueError(f"unknown system {self.name!r}; known: {sorted(SYSTEMS)}")
-        cls = SYSTEMS[self.name]
-        if hasattr(cls, "Params"):
-            self.params = cls.Params(**self.params).model_dump()
-        return self
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v):
+        if v not in SYSTEMS:
+            raise ValueError(f"unknown system {v!r}; known: {sorted(SYSTEMS)}")
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _check_params(cls, v, info: ValidationInfo):
+        # errors of the system's own Params model are reported as system.params.<field>
+        system = SYSTEMS.get(info.data.get("name"))
+        if system is not None and hasattr(system, "Params"):
+            v = system.Params.model_validate(v).model_dump()
+        _check_finite_params(v, "")
+        return v
 
 
 class DataConfig(_Strict):
@@ -53,7 +75,7 @@ class ClosureConfig(_Strict):
     """Closure autoencoder (stage 1)."""
 
     dim: int = Field(2, ge=0, description="closure variables d − d*")
-    hidden: list[int] = Field(default_factory=lambda: [32, 32])
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [32, 32])
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(256, gt=0)
     lr: float = Field(1e-3, gt=0)
@@ -69,8 +91,8 @@ class ModelConfig(_Strict):
     """Macroscopic model ``dz/dt = g(z)``."""
 
     kind: Literal["onsager", "mlp", "gfinn"] = "onsager"
-    hidden: list[int] = Field(default_factory=lambda: [64, 64])
-    potential_hidden: list[int] = Field(default_factory=lambda: [32, 32, 32])
+    hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
+    potential_hidden: list[PositiveInt] = Field(default_factory=lambda: [32, 32, 32])
     alpha: float = Field(0.01, ge=0)
     beta: float = Field(0.1, ge=0)
     forcing: bool = False
@@ -170,7 +192,7 @@ def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
     if not isinstance(data, dict):
         raise InputError(f"config {source} must be a YAML mapping at the top level, got {type(data).__name__}.")
     try:
-        return RunConfig(**data)
+        return RunConfig.model_validate(data)  # not RunConfig(**data): YAML keys need not be strings
     except ValidationError as e:
         raise InputError(_format_errors(e, source)) from None
 
@@ -181,10 +203,14 @@ def load_config(path: str | Path) -> RunConfig:
     if not path.is_file():
         raise InputError(f"config file {path} not found.")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise InputError(f"config {path} is not UTF-8 text ({e.reason} at byte {e.start}); "
+                         "is it the right file?") from None
     except yaml.YAMLError as e:
         raise InputError(f"config {path} is not valid YAML: {e}") from None
-    return parse_config(data, str(path))
+    # an empty file is the default config; any other non-mapping (0, [], false) is refused
+    return parse_config({} if data is None else data, str(path))
 
 
 def default_config_path() -> Path:

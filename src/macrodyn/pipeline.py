@@ -60,6 +60,13 @@ class Run:
         self.out = Path(self.out)
         if self.system is None:
             self.system = build_system(self.cfg.system.name, self.cfg.system.params)
+        try:
+            n, d_obs = self.system.n_coords, self.system.observable().dim
+        except NotImplementedError:  # no default observable: the closure stage will say so
+            n, d_obs = None, 0
+        if n is not None and not self.cfg.closure.dim < n - d_obs:  # before anything is written to the folder
+            raise InputError(f"closure.dim = {self.cfg.closure.dim} is too large: with {d_obs} given observable(s) and "
+                             f"N = {n} coordinates it must be < {n - d_obs}.")
         if self.cfg.threads:
             torch.set_num_threads(self.cfg.threads)
         self.out.mkdir(parents=True, exist_ok=True)

@@ -106,16 +106,28 @@ class ChunkedTable:
         return bool(self.done().all())
 
     def write_chunk(self, c: int, **cols: np.ndarray) -> None:
-        """Write every column of chunk ``c``, then mark it done."""
+        """Write every column of chunk ``c``, then mark it done.
+
+        Everything is checked before the first byte is written; a done chunk being
+        rewritten is unmarked first, so an interrupted rewrite is redone, never read.
+        """
+        if not (isinstance(c, (int, np.integer)) and 0 <= c < self.n_chunks):
+            raise InputError(f"chunk index {c!r} out of range [0, {self.n_chunks}) for table {self.group.path!r}.")
         sl = self.chunk_slice(c)
         if set(cols) != set(self.columns):
             raise InputError(f"chunk {c}: columns {sorted(cols)} do not match table columns {sorted(self.columns)}.")
+        cols = {name: np.asarray(a) for name, a in cols.items()}
         for name, a in cols.items():
             want = (sl.stop - sl.start, *self.group.attrs["shapes"][name])
             if tuple(a.shape) != want:
                 raise InputError(f"chunk {c}, column {name!r}: shape {tuple(a.shape)}, expected {want}.")
+            dtype = self.group[name].dtype
+            if not np.can_cast(a.dtype, dtype, "same_kind"):
+                raise InputError(f"chunk {c}, column {name!r}: dtype {a.dtype} cannot be stored as {dtype}.")
             if np.issubdtype(a.dtype, np.floating):
                 check_finite(f"column {name!r} of chunk {c}", a)
+        if self.group[DONE][c]:
+            self.group[DONE][c] = False
         for name, a in cols.items():
             self.group[name][sl] = a
         self.group[DONE][c] = True

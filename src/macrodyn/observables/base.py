@@ -11,6 +11,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from macrodyn.errors import InputError
+
 
 class Observable(nn.Module):
     """Base class: subclasses set ``dim`` and implement ``forward(x) -> (B, dim)``."""
@@ -50,4 +52,7 @@ class BlockMeans(Observable):
         self.names = names or tuple(f"mean{i}" for i in range(n_blocks))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.reshape(*x.shape[:-1], self.dim, -1).mean(dim=-1)
+        if x.ndim < 1 or x.shape[-1] == 0 or x.shape[-1] % self.dim:
+            raise InputError(f"BlockMeans({self.dim}): configurations (..., N) need N a positive multiple of "
+                             f"{self.dim}; got shape {tuple(x.shape)}.")
+        return x.reshape(*x.shape[:-1], self.dim, x.shape[-1] // self.dim).mean(dim=-1)

@@ -56,9 +56,9 @@ class GinzburgLandau(Observable):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = self.n
-        if x.shape[-1] != n * n:
+        if x.ndim < 1 or x.shape[-1] != n * n:
             raise InputError(f"GinzburgLandau(n={n}): configurations must have {n * n} coordinates "
-                             f"(an n × n field); got {x.shape[-1]}.")
+                             f"(an n × n field); got shape {tuple(x.shape)}.")
         u = x.reshape(*x.shape[:-1], n, n)
         bulk = ((u * u - 1.0) ** 2).sum(dim=(-2, -1)) / (4.0 * self.eps ** 2)
         # h² · ½ Σ (Δu/h)² = ½ Σ (Δu)²: the h factors cancel for the gradient term.

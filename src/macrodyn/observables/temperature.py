@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from macrodyn.errors import InputError
 from macrodyn.observables.base import Observable
 
 
@@ -38,6 +39,9 @@ class Temperature(Observable):
         self.register_buffer("weights", m / (3.0 * (n_atoms - 1) * k_B))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim < 1 or x.shape[-1] != 6 * self.n_atoms:
+            raise InputError(f"Temperature({self.n_atoms} atoms): configurations must have {6 * self.n_atoms} "
+                             f"coordinates (3 positions + 3 velocities per atom); got shape {tuple(x.shape)}.")
         v = x.reshape(*x.shape[:-1], self.n_atoms, 6)[..., 3:]
         w = self.weights.to(dtype=x.dtype, device=x.device)
         return ((v * v).sum(dim=-1) * w).sum(dim=-1, keepdim=True)

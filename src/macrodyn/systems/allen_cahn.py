@@ -126,7 +126,7 @@ class AllenCahn(MicroSystem):
     class Params(BaseModel):
         """Constructor arguments as validated in YAML configs (``system.params``)."""
 
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
         n: int = Field(200, ge=3, description="grid points per side")
         eps: float | None = Field(None, gt=0.0, description="interface width; default 10h/(2√2 artanh 0.9)")
         dt: float | None = Field(None, gt=0.0, description="RK4 step; default 0.1 h²")

@@ -133,7 +133,10 @@ class MicroSystem(ABC):
         return int((np.diff(units, axis=1) != 0).sum() + units.shape[0]) if units.size else 0
 
     def _check_x(self, x: np.ndarray, finite: bool = True) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float64)
+        x = np.asarray(x)
+        if x.dtype.kind not in "biuf":  # strings, objects, complex: no silent conversion
+            raise InputError(f"{self.name}: configurations must be real numbers; got dtype {x.dtype}.")
+        x = x.astype(np.float64, copy=False)
         if x.ndim != 2 or x.shape[1] != self.n_coords:
             raise InputError(f"{self.name}: configurations must have shape (B, {self.n_coords}); got {x.shape}.")
         if finite:

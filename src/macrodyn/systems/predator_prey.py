@@ -38,7 +38,7 @@ class PredatorPrey(MicroSystem):
     class Params(BaseModel):
         """Constructor arguments as validated in YAML configs (``system.params``)."""
 
-        model_config = ConfigDict(extra="forbid")
+        model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
         n: int = Field(50, ge=3, description="grid points per field")
         a: float = 3.0
         b: float = 0.4
