@@ -8,6 +8,8 @@ import platform
 import subprocess
 from pathlib import Path
 
+from macrodyn.pipeline import share_stages as link_shared  # noqa: F401  (defined in the package)
+
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -34,26 +36,3 @@ def write_results(name: str, records: list[dict], **extra) -> Path:
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **extra}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
-
-
-def link_shared(shared: Path, out: Path, tables: tuple[str, ...] = ("train", "test"), closure: bool = True) -> None:
-    """Make run folder ``out`` reuse another run's data and closure.
-
-    Each table in ``tables`` of ``shared/data.zarr`` is symlinked into ``out/data.zarr``
-    (the pipeline then finds it complete and skips the stage); ``closure.pt`` is copied,
-    so every run of a study is compared on the same trajectories and the same closure.
-    """
-    import os
-    import shutil
-
-    shared, out = Path(shared), Path(out)
-    (out / "data.zarr").mkdir(parents=True, exist_ok=True)
-    root_meta = out / "data.zarr" / "zarr.json"  # the store's root group: lets a stage open a linked
-    if not root_meta.exists():                    # table before the run writes a table of its own
-        shutil.copy(shared / "data.zarr" / "zarr.json", root_meta)
-    for table in tables:
-        link = out / "data.zarr" / table
-        if not link.exists():
-            os.symlink((shared / "data.zarr" / table).resolve(), link)
-    if closure and not (out / "closure.pt").exists():
-        shutil.copy(shared / "closure.pt", out / "closure.pt")

@@ -126,6 +126,37 @@ def check(out: Path = typer.Argument(..., help="Run folder to verify.")):
     typer.echo(f"{out}: dataset OK")
 
 
+study_app = typer.Typer(no_args_is_help=True, help="Studies made of many runs (resumable).")
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("force-budget")
+def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. configs/lj_scaling.yaml)."),
+                 out: Path = typer.Option(Path("runs/force_budget"), "--out", "-o", help="Study folder."),
+                 sizes: Optional[list[int]] = typer.Option(None, "--size", help="Only these sizes (repeatable)."),
+                 quiet: bool = QUIET):
+    """Force evaluations to reach the rollout tolerance vs system size, L_z vs L_x,p (Figure 4)."""
+    from macrodyn.study import labelling_ratio, load_study, run_study
+
+    study = load_study(config)
+    unknown = sorted(set(sizes or []) - set(study.sizes))
+    if unknown:
+        raise InputError(f"--size {unknown} not in the study's sizes {study.sizes}.")
+    result = run_study(study, out, sizes, progress=not quiet)
+    typer.echo(f"\n{'atoms':>7} {'loss':>5} {'evals to tol':>13} {'configs':>8} {'error':>9} {'label s':>8}")
+    for r in result["records"]:
+        ev = f"{r['evaluations_to_tol']:.3g}" if r["evaluations_to_tol"] else f"> {r['largest_tried_configs']} cfg"
+        err = f"{r['error_at_tol']:.2e}" if r["error_at_tol"] else f"{r['best_error']:.2e}*"
+        lab = f"{r['labelling_seconds']:.2f}" if r["labelling_seconds"] else "-"
+        typer.echo(f"{r['n_atoms']:>7} {r['loss']:>5} {ev:>13} {r['configs_to_tol'] or '-':>8} {err:>9} {lab:>8}")
+    for n in dict.fromkeys(p["n_atoms"] for p in result["points"]):
+        ratio, forces = labelling_ratio(result["points"], n), labelling_ratio(result["points"], n, "labelling_force_seconds")
+        if ratio:
+            typer.echo(f"size {n}: labelling time L_z / L_x,p on the same training sets {ratio:.1f}x "
+                       f"(force calls alone {forces:.1f}x)")
+    typer.echo(f"(* best error, tolerance not reached)  {out / 'study.json'}, {out / 'figures'}")
+
+
 def entry() -> None:
     """Console entry point: user errors print one line (``--traceback`` for the full one)."""
     try:

@@ -188,27 +188,37 @@ def _format_errors(err: ValidationError, source: str) -> str:
     return "\n".join(lines)
 
 
-def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
+def validate(model: type[BaseModel], data, source: str = "<dict>"):
+    """Validate ``data`` as ``model``; an error names every offending dotted field."""
     if not isinstance(data, dict):
         raise InputError(f"config {source} must be a YAML mapping at the top level, got {type(data).__name__}.")
     try:
-        return RunConfig.model_validate(data)  # not RunConfig(**data): YAML keys need not be strings
+        return model.model_validate(data)  # not model(**data): YAML keys need not be strings
     except ValidationError as e:
         raise InputError(_format_errors(e, source)) from None
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and validate a YAML config; errors name the offending field."""
+def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
+    return validate(RunConfig, data, source)
+
+
+def read_yaml(path: str | Path):
+    """The YAML document in ``path`` (None when empty); errors name the file."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"config file {path} not found.")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as e:
         raise InputError(f"config {path} is not UTF-8 text ({e.reason} at byte {e.start}); "
                          "is it the right file?") from None
     except yaml.YAMLError as e:
         raise InputError(f"config {path} is not valid YAML: {e}") from None
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and validate a YAML config; errors name the offending field."""
+    data = read_yaml(path)
     # an empty file is the default config; any other non-mapping (0, [], false) is refused
     return parse_config({} if data is None else data, str(path))
 

@@ -113,6 +113,30 @@ class Run:
         return n
 
 
+def share_stages(shared: str | Path, out: str | Path, tables: tuple[str, ...] = ("train", "test"),
+                 closure: bool = True) -> None:
+    """Make run folder ``out`` reuse another run's trajectories and closure (for studies).
+
+    Each table in ``tables`` of ``shared/data.zarr`` is symlinked into ``out/data.zarr``
+    (the pipeline then finds it complete and skips the stage); ``closure.pt`` is copied,
+    so the runs of a study are compared on the same trajectories and the same closure.
+    """
+    import os
+    import shutil
+
+    shared, out = Path(shared), Path(out)
+    (out / "data.zarr").mkdir(parents=True, exist_ok=True)
+    root_meta = out / "data.zarr" / "zarr.json"  # the store's root group: lets a stage open a linked
+    if not root_meta.exists():                    # table before the run writes a table of its own
+        shutil.copy(shared / "data.zarr" / "zarr.json", root_meta)
+    for table in tables:
+        link = out / "data.zarr" / table
+        if not link.exists():
+            os.symlink((shared / "data.zarr" / table).resolve(), link)
+    if closure and not (out / "closure.pt").exists():
+        shutil.copy(shared / "closure.pt", out / "closure.pt")
+
+
 def simulate(run: Run) -> None:
     """Generate training and test trajectories, chunk by chunk."""
     t0 = time.perf_counter()
@@ -197,8 +221,11 @@ def label_stage(run: Run) -> None:
                                 {"loss": t.loss, "p": t.p, "budget": t.budget, "seed": run.cfg.seed,
                                  **({"sampling": "importance", "importance_mix": t.importance_mix}
                                     if t.sampling == "importance" else {})})
+    spent = sys_.counter.label_seconds
     for_each_chunk(run, label_chunk, [(c, where[table.chunk_slice(c)]) for c in table.missing_chunks()], "label")
     run._timed("label", time.perf_counter() - t0)
+    if sys_.counter.label_seconds > spent:  # in-process only (Dask workers count in their own processes)
+        run._timed("label_forces", sys_.counter.label_seconds - spent)
 
 
 def label_chunk(run: Run, c: int, where: np.ndarray) -> None:

@@ -1,0 +1,201 @@
+"""Force-budget study (the paper's Figure 4): force evaluations needed to reach a rollout
+tolerance, as a function of system size, for L_z (all forces) and L_x,p (a few atoms).
+
+For each size the trajectories and the closure are computed once (``SIZE/shared``);
+then, for each loss, training sets of increasing size are labelled and trained
+(``SIZE/LOSS_cNNNN``, sharing that data) until the ensemble-mean rollout error is
+≤ ``e_tol``. Every point is an ordinary run folder, so rerunning the study skips
+finished points and resumes an interrupted one. Labelling wall time is recorded per
+point: macrodyn computes only the forces it uses, so L_x,p's saving shows in seconds.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from pydantic import Field, field_validator, model_validator
+from tqdm.auto import tqdm
+
+from macrodyn.config import RunConfig, _Strict, read_yaml, validate
+from macrodyn.io import load_json, save_json
+
+#: METHOD.md §5, force evaluations to reach e_tol = 3e-3 (reference: all forces computed, then discarded).
+REFERENCE = {"L_z": {800: 1.2e6, 2700: 2.0e6, 6400: 4.8e6, 21600: 1.1e7},
+             "L_xp": {800: 1.1e5, 2700: 8.8e4, 6400: 1.0e5, 21600: 6.3e4}}
+
+
+class ForceBudgetStudy(_Strict):
+    """``macrodyn study force-budget`` config: a base run plus what the study varies."""
+
+    run: RunConfig = Field(description="base run; system.params[size_param] is set per size")
+    size_param: str = Field("n_atoms", description="the system parameter that sets the size")
+    sizes: list[int] = Field(description="values of size_param (numbers of atoms for LJ)", min_length=1)
+    losses: list[Literal["L_z", "L_xp"]] = ["L_z", "L_xp"]
+    units_per_config: int = Field(50, gt=0, description="units (atoms) labelled per configuration for L_xp")
+    configs: list[int] = Field(description="training-set sizes tried in order (multiples of 250)", min_length=1)
+    e_tol: float = Field(3.0e-3, gt=0.0, description="rollout tolerance")
+
+    @field_validator("configs")
+    @classmethod
+    def _multiples(cls, v):
+        bad = [c for c in v if c <= 0 or c % 250]
+        if bad:
+            raise ValueError(f"training-set sizes must be positive multiples of 250; got {bad}")
+        return sorted(v)
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes(cls, v):
+        if any(n < 2 for n in v):
+            raise ValueError(f"sizes must be at least 2; got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _size_param(self):
+        from macrodyn.systems.registry import SYSTEMS
+
+        params = SYSTEMS[self.run.system.name].Params.model_fields
+        if self.size_param not in params:
+            raise ValueError(f"size_param {self.size_param!r} is not a parameter of system "
+                             f"{self.run.system.name!r} (has {sorted(params)})")
+        return self
+
+
+def load_study(path: str | Path) -> ForceBudgetStudy:
+    return validate(ForceBudgetStudy, read_yaml(path), str(path))
+
+
+def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_configs: int = 0) -> RunConfig:
+    """The run config of one study point (``loss=None``: the size's shared run)."""
+    from macrodyn.systems.registry import build_system
+
+    cfg = study.run.model_copy(deep=True)
+    cfg.system.params = {**cfg.system.params, study.size_param: size}
+    if study.size_param == "n_atoms":
+        cfg.system.params.pop("box", None)  # box and n_atoms are alternatives
+    cfg.name = f"{study.run.name}_{size}" + (f"_{loss}_c{n_configs}" if loss else "")
+    n_units = build_system(cfg.system.name, cfg.system.params).n_units
+    if loss == "L_z":
+        cfg.training.loss, cfg.training.p, cfg.training.budget = "L_z", 1.0, n_configs * n_units
+    elif loss == "L_xp":
+        k = min(study.units_per_config, n_units)
+        cfg.training.loss, cfg.training.p, cfg.training.budget = "L_xp", k / n_units, n_configs * k
+    return cfg
+
+
+def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None = None,
+              progress: bool = True) -> dict:
+    """Run (or resume) the study; returns and writes ``out/study.json``.
+
+    ``records``: one per (size, loss) with ``n_atoms, loss, evaluations_to_tol,
+    configs_to_tol, labelling_seconds, error_at_tol`` (None when no tried training set
+    reached the tolerance); ``points``: every trained point.
+    """
+    from macrodyn.pipeline import Run, closure_stage, evaluate_stage, dynamics_stage, label_stage, share_stages, \
+        simulate
+
+    out = Path(out)
+    sizes = sizes or study.sizes
+    points = []
+    bar = tqdm(total=len(sizes) * len(study.losses) * len(study.configs), desc="study", disable=not progress)
+    for n_atoms in sizes:
+        shared = Run(point_config(study, n_atoms), out / f"{study.size_param}{n_atoms}" / "shared", progress=progress)
+        simulate(shared)
+        closure_stage(shared)
+        for loss in study.losses:
+            for n_configs in study.configs:
+                folder = out / f"{study.size_param}{n_atoms}" / f"{loss}_c{n_configs}"
+                share_stages(shared.out, folder)
+                run = Run(point_config(study, n_atoms, loss, n_configs), folder, progress=False)
+                if (folder / "metrics.json").exists():
+                    m = load_json(folder / "metrics.json")
+                else:
+                    label_stage(run)
+                    ae = closure_stage(run)
+                    m = evaluate_stage(run, ae, dynamics_stage(run, ae))
+                points.append({"n_atoms": n_atoms, "loss": loss, "n_configs": n_configs,
+                               "force_evaluations": m["force_evaluations"],
+                               "rollout_rel_error": m["rollout_rel_error"],
+                               "rollout_rel_error_std": m["rollout_rel_error_std"], "n_members": m["n_members"],
+                               "labelling_seconds": run.timings.get("label"),
+                               "labelling_force_seconds": run.timings.get("label_forces"),
+                               "training_seconds": run.timings.get("dynamics")})
+                bar.update()
+                save_json(summarise(study, points), out / "study.json")
+                if m["rollout_rel_error"] <= study.e_tol:
+                    bar.update(len(study.configs) - study.configs.index(n_configs) - 1)
+                    break
+    bar.close()
+    result = summarise(study, points)
+    save_json(result, out / "study.json")
+    plot_study(result, out / "figures")
+    return result
+
+
+def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
+    records = []
+    for n_atoms in dict.fromkeys(p["n_atoms"] for p in points):
+        for loss in study.losses:
+            mine = [p for p in points if p["n_atoms"] == n_atoms and p["loss"] == loss]
+            hit = next((p for p in mine if p["rollout_rel_error"] <= study.e_tol), None)
+            records.append({"n_atoms": n_atoms, "loss": loss, "e_tol": study.e_tol,
+                            "evaluations_to_tol": hit and hit["force_evaluations"],
+                            "configs_to_tol": hit and hit["n_configs"],
+                            "labelling_seconds": hit and hit["labelling_seconds"],
+                            "error_at_tol": hit and hit["rollout_rel_error"],
+                            "error_at_tol_std": hit and hit["rollout_rel_error_std"],
+                            "largest_tried_configs": max((p["n_configs"] for p in mine), default=None),
+                            "best_error": min((p["rollout_rel_error"] for p in mine), default=None),
+                            "reference_evaluations_to_tol": REFERENCE[loss].get(n_atoms)})
+    return {"records": records, "points": points}
+
+
+def plot_study(result: dict, figs: Path) -> list[Path]:
+    """Force evaluations to tolerance vs N (with the reference), and labelling seconds vs N."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figs.mkdir(parents=True, exist_ok=True)
+    colors = {"L_z": "C0", "L_xp": "C3"}
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for loss, c in colors.items():
+        rec = [r for r in result["records"] if r["loss"] == loss and r["evaluations_to_tol"]]
+        if rec:
+            ax.loglog([r["n_atoms"] for r in rec], [r["evaluations_to_tol"] for r in rec], "o-", color=c,
+                      label=f"{loss} (macrodyn)")
+        ref = sorted(REFERENCE[loss].items())
+        ax.loglog([n for n, _ in ref], [e for _, e in ref], "s--", color=c, alpha=0.5, label=f"{loss} (paper)")
+    ax.set(xlabel="atoms N", ylabel="force evaluations to reach e_tol", title="force budget vs system size")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths = [figs / "force_budget.png"]
+    fig.savefig(paths[0], dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for loss, c in colors.items():
+        pts = [p for p in result["points"] if p["loss"] == loss and p["labelling_seconds"]]
+        for n_configs in sorted({p["n_configs"] for p in pts}):
+            sel = sorted((p for p in pts if p["n_configs"] == n_configs), key=lambda p: p["n_atoms"])
+            if len(sel) > 1 or n_configs == min(p["n_configs"] for p in pts):
+                ax.loglog([p["n_atoms"] for p in sel], [p["labelling_seconds"] for p in sel], "o-", color=c,
+                          alpha=0.4 + 0.6 * (n_configs == min(p["n_configs"] for p in pts)),
+                          label=f"{loss}, {n_configs} configs")
+    ax.set(xlabel="atoms N", ylabel="labelling wall time (s)", title="labelling cost vs system size")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    paths.append(figs / "labelling_seconds.png")
+    fig.savefig(paths[1], dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def labelling_ratio(points: list[dict], n_atoms: int, key: str = "labelling_seconds") -> float | None:
+    """Mean L_z / L_x,p ratio of ``key`` at ``n_atoms`` over the training-set sizes both tried."""
+    z = {p["n_configs"]: p[key] for p in points if p["n_atoms"] == n_atoms and p["loss"] == "L_z" and p[key]}
+    x = {p["n_configs"]: p[key] for p in points if p["n_atoms"] == n_atoms and p["loss"] == "L_xp" and p[key]}
+    common = sorted(set(z) & set(x))
+    return float(np.mean([z[c] / x[c] for c in common])) if common else None

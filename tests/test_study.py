@@ -1,0 +1,82 @@
+"""Force-budget study: budgets per point, stopping at the tolerance, resuming, errors."""
+import json
+
+import pytest
+import yaml
+
+from macrodyn.cli import entry
+from macrodyn.errors import InputError
+from macrodyn.study import ForceBudgetStudy, labelling_ratio, load_study, point_config, run_study
+
+RUN = {"name": "tiny", "threads": 1,
+       "system": {"name": "predator_prey", "params": {"n": 8}},
+       "data": {"n_train_trajectories": 10, "n_test_trajectories": 3, "n_steps": 600, "save_every": 10,
+                "chunk_trajectories": 3},
+       "closure": {"epochs": 2},
+       "training": {"epochs": 3, "chunk_configs": 250},
+       "evaluation": {"n_plot": 1}}
+STUDY = {"run": RUN, "size_param": "n", "sizes": [8, 12], "units_per_config": 4, "configs": [500, 250]}
+
+
+def test_point_budgets_follow_the_size():
+    study = ForceBudgetStudy.model_validate(STUDY)
+    assert study.configs == [250, 500]  # tried in increasing order
+    z = point_config(study, 12, "L_z", 500)  # predator–prey: N = 2n coordinates
+    assert (z.training.loss, z.training.p, z.training.budget) == ("L_z", 1.0, 500 * 24)
+    xp = point_config(study, 12, "L_xp", 250)
+    assert xp.training.budget == 250 * 4 and xp.training.p == pytest.approx(4 / 24)
+    assert point_config(study, 8).system.params["n"] == 8
+
+
+@pytest.mark.slow
+def test_study_stops_at_tolerance_and_resumes(tmp_path):
+    study = ForceBudgetStudy.model_validate({**STUDY, "e_tol": 1.0e9})  # every first point is within tolerance
+    res = run_study(study, tmp_path, progress=False)
+    assert [(p["n_atoms"], p["loss"], p["n_configs"]) for p in res["points"]] == [
+        (8, "L_z", 250), (8, "L_xp", 250), (12, "L_z", 250), (12, "L_xp", 250)]
+    rec = {(r["n_atoms"], r["loss"]): r for r in res["records"]}
+    assert rec[8, "L_z"]["evaluations_to_tol"] == 250 * 16 and rec[12, "L_z"]["evaluations_to_tol"] == 250 * 24
+    assert rec[12, "L_xp"]["evaluations_to_tol"] == 250 * 4 and rec[12, "L_xp"]["configs_to_tol"] == 250
+    for p in res["points"]:
+        assert p["labelling_seconds"] > 0 and 0 < p["labelling_force_seconds"] <= p["labelling_seconds"]
+    assert labelling_ratio(res["points"], 12) > 0
+    assert json.loads((tmp_path / "study.json").read_text())["records"] == res["records"]
+    assert (tmp_path / "figures" / "force_budget.png").stat().st_size > 1000
+    assert (tmp_path / "figures" / "labelling_seconds.png").stat().st_size > 1000
+
+    # an unreachable tolerance: finished points are reused, the larger training sets are trained
+    first = tmp_path / "n8" / "L_z_c250" / "metrics.json"
+    stamp = first.stat().st_mtime_ns
+    strict = ForceBudgetStudy.model_validate({**STUDY, "e_tol": 1.0e-12})
+    res2 = run_study(strict, tmp_path, sizes=[8], progress=False)
+    assert first.stat().st_mtime_ns == stamp
+    assert [(p["loss"], p["n_configs"]) for p in res2["points"]] == [
+        ("L_z", 250), ("L_z", 500), ("L_xp", 250), ("L_xp", 500)]
+    assert all(r["evaluations_to_tol"] is None and r["largest_tried_configs"] == 500 for r in res2["records"])
+
+
+def test_bad_study_configs(tmp_path, capsys):
+    with pytest.raises(InputError, match="configs"):
+        load_study(_write(tmp_path, {**STUDY, "configs": [300]}))
+    with pytest.raises(InputError, match="size_param"):
+        load_study(_write(tmp_path, {**STUDY, "size_param": "n_atoms"}))
+    with pytest.raises(InputError, match="run.training.lrr"):
+        load_study(_write(tmp_path, {**STUDY, "run": {**RUN, "training": {"lrr": 1}}}))
+    import sys
+
+    argv = sys.argv
+    sys.argv = ["macrodyn", "study", "force-budget", str(_write(tmp_path, STUDY)), "--size", "99",
+                "-o", str(tmp_path / "o")]
+    try:
+        with pytest.raises(SystemExit) as e:
+            entry()
+    finally:
+        sys.argv = argv
+    assert e.value.code == 2 and "--size [99]" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
+
+
+def _write(tmp_path, data):
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
