@@ -55,6 +55,19 @@ def test_study_stops_at_tolerance_and_resumes(tmp_path):
     assert all(r["evaluations_to_tol"] is None and r["largest_tried_configs"] == 500 for r in res2["records"])
 
 
+def test_label_only_times_labels_and_trains_nothing(tmp_path):
+    study = ForceBudgetStudy.model_validate({**STUDY, "sizes": [12]})
+    res = run_study(study, tmp_path, progress=False, label_only=True)
+    assert [(p["loss"], p["n_configs"]) for p in res["points"]] == [
+        ("L_z", 250), ("L_z", 500), ("L_xp", 250), ("L_xp", 500)]
+    for p in res["points"]:
+        assert p["rollout_rel_error"] is None and p["labelling_force_seconds"] > 0
+        units = 24 if p["loss"] == "L_z" else 4
+        assert p["force_evaluations"] == p["n_configs"] * units
+    assert not list(tmp_path.rglob("closure.pt")) and not list(tmp_path.rglob("member_*.pt"))
+    assert all(r["evaluations_to_tol"] is None and r["best_error"] is None for r in res["records"])
+
+
 def test_bad_study_configs(tmp_path, capsys):
     with pytest.raises(InputError, match="configs"):
         load_study(_write(tmp_path, {**STUDY, "configs": [300]}))

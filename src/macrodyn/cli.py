@@ -134,6 +134,8 @@ app.add_typer(study_app, name="study")
 def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. configs/lj_scaling.yaml)."),
                  out: Path = typer.Option(Path("runs/force_budget"), "--out", "-o", help="Study folder."),
                  sizes: Optional[list[int]] = typer.Option(None, "--size", help="Only these sizes (repeatable)."),
+                 label_only: bool = typer.Option(False, "--label-only", help="Simulate and label every point, "
+                                                 "time the labelling, train nothing."),
                  quiet: bool = QUIET):
     """Force evaluations to reach the rollout tolerance vs system size, L_z vs L_x,p (Figure 4)."""
     from macrodyn.study import labelling_ratio, load_study, run_study
@@ -142,11 +144,12 @@ def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. confi
     unknown = sorted(set(sizes or []) - set(study.sizes))
     if unknown:
         raise InputError(f"--size {unknown} not in the study's sizes {study.sizes}.")
-    result = run_study(study, out, sizes, progress=not quiet)
+    result = run_study(study, out, sizes, progress=not quiet, label_only=label_only)
     typer.echo(f"\n{'atoms':>7} {'loss':>5} {'evals to tol':>13} {'configs':>8} {'error':>9} {'label s':>8}")
     for r in result["records"]:
         ev = f"{r['evaluations_to_tol']:.3g}" if r["evaluations_to_tol"] else f"> {r['largest_tried_configs']} cfg"
-        err = f"{r['error_at_tol']:.2e}" if r["error_at_tol"] else f"{r['best_error']:.2e}*"
+        err = f"{r['error_at_tol']:.2e}" if r["error_at_tol"] else (f"{r['best_error']:.2e}*" if r["best_error"]
+                                                                     else "-")
         lab = f"{r['labelling_seconds']:.2f}" if r["labelling_seconds"] else "-"
         typer.echo(f"{r['n_atoms']:>7} {r['loss']:>5} {ev:>13} {r['configs_to_tol'] or '-':>8} {err:>9} {lab:>8}")
     for n in dict.fromkeys(p["n_atoms"] for p in result["points"]):

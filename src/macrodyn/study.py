@@ -85,8 +85,11 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
 
 
 def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None = None,
-              progress: bool = True) -> dict:
+              progress: bool = True, label_only: bool = False) -> dict:
     """Run (or resume) the study; returns and writes ``out/study.json``.
+
+    ``label_only``: simulate and label every training-set size of every loss, time the
+    labelling, and train nothing (the labelling-cost half of the study, cheap).
 
     ``records``: one per (size, loss) with ``n_atoms, loss, evaluations_to_tol,
     configs_to_tol, labelling_seconds, error_at_tol`` (None when no tried training set
@@ -102,14 +105,19 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
     for n_atoms in sizes:
         shared = Run(point_config(study, n_atoms), out / f"{study.size_param}{n_atoms}" / "shared", progress=progress)
         simulate(shared)
-        closure_stage(shared)
+        if not label_only:
+            closure_stage(shared)
         for loss in study.losses:
             for n_configs in study.configs:
                 folder = out / f"{study.size_param}{n_atoms}" / f"{loss}_c{n_configs}"
-                share_stages(shared.out, folder)
+                share_stages(shared.out, folder, closure=not label_only)
                 run = Run(point_config(study, n_atoms, loss, n_configs), folder, progress=False)
                 if (folder / "metrics.json").exists():
                     m = load_json(folder / "metrics.json")
+                elif label_only:
+                    label_stage(run)
+                    m = {"force_evaluations": run.n_configs * run.units_per_config, "rollout_rel_error": None,
+                         "rollout_rel_error_std": None, "n_members": 0}
                 else:
                     label_stage(run)
                     ae = closure_stage(run)
@@ -123,7 +131,7 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
                                "training_seconds": run.timings.get("dynamics")})
                 bar.update()
                 save_json(summarise(study, points), out / "study.json")
-                if m["rollout_rel_error"] <= study.e_tol:
+                if m["rollout_rel_error"] is not None and m["rollout_rel_error"] <= study.e_tol:
                     bar.update(len(study.configs) - study.configs.index(n_configs) - 1)
                     break
     bar.close()
@@ -138,15 +146,16 @@ def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
     for n_atoms in dict.fromkeys(p["n_atoms"] for p in points):
         for loss in study.losses:
             mine = [p for p in points if p["n_atoms"] == n_atoms and p["loss"] == loss]
-            hit = next((p for p in mine if p["rollout_rel_error"] <= study.e_tol), None)
+            trained = [p for p in mine if p["rollout_rel_error"] is not None]
+            hit = next((p for p in trained if p["rollout_rel_error"] <= study.e_tol), None)
             records.append({"n_atoms": n_atoms, "loss": loss, "e_tol": study.e_tol,
                             "evaluations_to_tol": hit and hit["force_evaluations"],
                             "configs_to_tol": hit and hit["n_configs"],
                             "labelling_seconds": hit and hit["labelling_seconds"],
                             "error_at_tol": hit and hit["rollout_rel_error"],
                             "error_at_tol_std": hit and hit["rollout_rel_error_std"],
-                            "largest_tried_configs": max((p["n_configs"] for p in mine), default=None),
-                            "best_error": min((p["rollout_rel_error"] for p in mine), default=None),
+                            "largest_tried_configs": max((p["n_configs"] for p in trained), default=None),
+                            "best_error": min((p["rollout_rel_error"] for p in trained), default=None),
                             "reference_evaluations_to_tol": REFERENCE[loss].get(n_atoms)})
     return {"records": records, "points": points}
 
