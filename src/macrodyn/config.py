@@ -114,6 +114,7 @@ class TrainingConfig(_Strict):
     min_lr: float = Field(5e-6, ge=0)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     stop_patience: int | None = Field(None, gt=0, description="early stopping (epochs without improvement)")
+    grad_clip: float | None = Field(None, gt=0.0, description="clip the gradient norm (null: no clipping)")
     members: int = Field(1, gt=0, description="independently seeded models (mean ± std)")
     chunk_configs: int = Field(1000, gt=0, description="labelled configurations per stored chunk")
     checkpoint_every: int = Field(50, gt=0, description="epochs between resumable checkpoints")

@@ -385,7 +385,8 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
                             min_lr=t.min_lr, val_fraction=t.val_fraction, stop_patience=t.stop_patience,
                             seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}",
                             checkpoint=None if lab else folder / f"member_{m}.partial.pt",
-                            checkpoint_every=t.checkpoint_every, visit=lab.visit if lab else None)
+                            checkpoint_every=t.checkpoint_every, visit=lab.visit if lab else None,
+                            grad_clip=t.grad_clip)
         if lab is not None:
             save_on_demand_labels(run, lab)
             hist["on_demand_spent"] = lab.spent

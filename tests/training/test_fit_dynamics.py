@@ -58,3 +58,17 @@ def test_interrupted_training_resumes_identically(tmp_path):
     assert h["val"] == h_ref["val"]
     for a, b in zip(ref.state_dict().values(), f2.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_grad_clip_bounds_the_update():
+    """AdamW is scale-free except for eps: a gradient clipped to 1e-12 moves nothing."""
+    data, _ = _data()
+    start = [p.detach().clone() for p in _field().parameters()]
+
+    def moved(**kw):
+        f = _field()
+        fit_dynamics(f, LatentLoss(), data, epochs=1, batch_size=64, lr=1e-2, progress=False, val_fraction=0, **kw)
+        return max(float((p - q).abs().max()) for p, q in zip(f.parameters(), start))
+
+    assert moved() > 1e-3
+    assert moved(grad_clip=1e-12) < 1e-5

@@ -28,7 +28,8 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
                  lr: float, weight_decay: float = 0.0, lr_factor: float = 0.5, lr_patience: int = 50,
                  min_lr: float = 5e-6, val_fraction: float = 0.1, stop_patience: int | None = None,
                  seed: int = 0, progress: bool = True, desc: str = "dynamics",
-                 checkpoint: str | Path | None = None, checkpoint_every: int = 50, visit=None) -> dict:
+                 checkpoint: str | Path | None = None, checkpoint_every: int = 50, visit=None,
+                 grad_clip: float | None = None) -> dict:
     """Train ``field`` in place (AdamW with amsgrad, ReduceLROnPlateau on the validation loss).
 
     Args:
@@ -39,6 +40,9 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
             (0 uses the training loss).
         stop_patience: stop after this many epochs without a new best validation
             loss (None: run all epochs). The best state is restored.
+        grad_clip: clip the gradient norm to this value (None: no clipping). Rare
+            configurations with a nearly singular ``J Jᵀ`` (e.g. Allen–Cahn fields close
+            to uniform, where ∇E → 0) give huge ``J⁺`` rows and loss spikes otherwise.
         visit: on-demand labelling (``OnDemandLabeller.visit``): called as
             ``visit(rows, batch, fresh)`` on every batch to add the label tensors
             (``data`` then holds only what needs no forces). Not resumable from a
@@ -74,6 +78,8 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
             value = loss(field, batch)
             opt.zero_grad(set_to_none=True)
             value.backward()
+            if grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(field.parameters(), grad_clip)
             opt.step()
             tot += value.item() * len(batch[loss.needs[0]])
             n += len(batch[loss.needs[0]])
