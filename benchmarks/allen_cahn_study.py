@@ -5,7 +5,7 @@ evaluations) with L_x,p on 40 000 configurations × 1 600 points (6.4e7) at 200 
 Here both losses get the *same* budget, on the scaled config (configs/allen_cahn.yaml):
 L_x,p labels ``budget / (N/25)`` configurations, L_z ``budget / N`` configurations
 with every force. For each seed the trajectories and the closure autoencoder are
-shared by both runs (benchmarks/common.py ``link_shared``), so the losses are compared
+shared by both runs (``macrodyn.pipeline.run_on_shared``), so the losses are compared
 on the same data and closure; each run labels its own configurations and trains its
 own model. L_z uses the paper's L_z optimiser settings (lr 5e-3, batch 256).
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 import numpy as np
 
-from common import link_shared, write_results
+from common import write_results
 from macrodyn import Run, load_config
-from macrodyn.pipeline import closure_stage, dynamics_stage, evaluate_stage, label_stage, simulate
+from macrodyn.pipeline import closure_stage, run_on_shared, simulate
 
 HERE = Path(__file__).parent
 # METHOD.md §5 (ref), 200 × 200, mean ± std over seeds; budgets differ in the paper
@@ -46,7 +46,6 @@ def main() -> None:
     if base.training.loss != "L_xp":
         raise SystemExit(f"{args.config}: expected an L_xp config (the L_z runs are derived from it)")
     budget = args.budget or base.training.budget
-    p = base.training.p
     work = Path(args.work)
     records = []
     for seed in args.seeds:
@@ -63,13 +62,8 @@ def main() -> None:
             if loss == "L_z":
                 cfg.training.p, cfg.training.lr, cfg.training.batch_size = 1.0, args.lz_lr, args.lz_batch
             out = work / f"seed{seed}" / f"{loss}_b{budget}"
-            link_shared(shared.out, out)
-            run = Run(cfg, out, progress=False)
             t0 = time.perf_counter()
-            label_stage(run)
-            ae = closure_stage(run)
-            fields = dynamics_stage(run, ae)
-            m = evaluate_stage(run, ae, fields)
+            run, m = run_on_shared(shared.out, cfg, out)
             rec = {"loss": loss, "p": cfg.training.p, "budget": budget, "seed": seed, "n_configs": m["n_configs"],
                    "force_evaluations": m["force_evaluations"], "rollout_rel_error": m["rollout_rel_error"],
                    "rollout_rel_error_max_trajectory": m["rollout_rel_error_max_trajectory"],

@@ -19,9 +19,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from common import link_shared, write_results  # noqa: E402
+from common import write_results  # noqa: E402
 from macrodyn import Run, load_config  # noqa: E402
-from macrodyn.pipeline import closure_stage, dynamics_stage, evaluate_stage, label_stage, simulate  # noqa: E402
+from macrodyn.pipeline import closure_stage, run_on_shared, simulate  # noqa: E402
 
 HERE = Path(__file__).parent
 LOSSES = [("L_z", 1.0), ("L_x", 1.0), ("L_xp", 0.5), ("L_xp", 0.2)]
@@ -67,12 +67,7 @@ def main() -> None:
                 cfg.seed = seed
                 cfg.training.loss, cfg.training.p, cfg.training.budget = loss, p, budget
                 out = work / f"seed{seed}" / f"{loss}_p{p}_b{budget}"
-                link_shared(shared[seed].out, out)
-                run = Run(cfg, out, progress=False)
-                label_stage(run)
-                ae = closure_stage(run)
-                fields = dynamics_stage(run, ae)
-                m = evaluate_stage(run, ae, fields)
+                run, m = run_on_shared(shared[seed].out, cfg, out)
                 rec = {"loss": loss, "p": p, "budget": budget, "seed": seed, "n_configs": m["n_configs"],
                        "force_evaluations": m["force_evaluations"], "rollout_rel_error": m["rollout_rel_error"],
                        # stage times are accumulated over resumed invocations

@@ -1,7 +1,7 @@
 """Sampling strategies (issue 6): fixed uniform subsets (paper) vs importance sampling vs on-demand labelling.
 
 Predator–prey, L_x,p with p = 0.2, at equal force budgets. Per seed the trajectories and
-the closure are shared by every (strategy, budget) run (``link_shared``); each run draws
+the closure are shared by every (strategy, budget) run (``run_on_shared``); each run draws
 its own labels and trains its own model. A reduced training schedule (fewer epochs,
 early stopping) keeps the study small; absolute errors are therefore higher than with
 the default config, and the comparison between strategies is what the study is for.
@@ -25,9 +25,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import link_shared, write_results  # noqa: E402
+from common import write_results  # noqa: E402
 from macrodyn import Run, load_config  # noqa: E402
-from macrodyn.pipeline import closure_stage, dynamics_stage, evaluate_stage, label_stage, simulate  # noqa: E402
+from macrodyn.pipeline import closure_stage, run_on_shared, simulate  # noqa: E402
 
 HERE = Path(__file__).parent
 E_TOL = 3e-3
@@ -81,13 +81,8 @@ def main() -> None:
                 cfg.seed = seed
                 cfg.training.budget, cfg.training.sampling, cfg.training.labelling = budget, sampling, labelling
                 out = work / f"seed{seed}" / f"{sampling}_{labelling}_b{budget}"
-                link_shared(shared[seed].out, out)
-                run = Run(cfg, out, progress=False)
                 t0 = time.perf_counter()
-                label_stage(run)
-                ae = closure_stage(run)
-                fields = dynamics_stage(run, ae)
-                m = evaluate_stage(run, ae, fields)
+                run, m = run_on_shared(shared[seed].out, cfg, out)
                 records.append({"system": "predator_prey", "strategy": name, "seed": seed, "budget": budget,
                                 "force_evaluations": m["force_evaluations"],
                                 "counter_labels": run.system.counter.labels,

@@ -137,6 +137,16 @@ def share_stages(shared: str | Path, out: str | Path, tables: tuple[str, ...] = 
         shutil.copy(shared / "closure.pt", out / "closure.pt")
 
 
+def run_on_shared(shared: str | Path, cfg: RunConfig, out: str | Path, progress: bool = False) -> tuple[Run, dict]:
+    """One run of a study: reuse ``shared``'s trajectories and closure, then label, fit
+    and evaluate in ``out`` (each stage resumes). Returns the run and its metrics."""
+    share_stages(shared, out)
+    run = Run(cfg, out, progress=progress)
+    label_stage(run)
+    ae = closure_stage(run)
+    return run, evaluate_stage(run, ae, dynamics_stage(run, ae))
+
+
 def simulate(run: Run) -> None:
     """Generate training and test trajectories, chunk by chunk."""
     t0 = time.perf_counter()

@@ -95,8 +95,7 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
     configs_to_tol, labelling_seconds, error_at_tol`` (None when no tried training set
     reached the tolerance); ``points``: every trained point.
     """
-    from macrodyn.pipeline import Run, closure_stage, evaluate_stage, dynamics_stage, label_stage, share_stages, \
-        simulate
+    from macrodyn.pipeline import Run, closure_stage, label_stage, run_on_shared, share_stages, simulate
 
     out = Path(out)
     sizes = sizes or study.sizes
@@ -110,18 +109,17 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
         for loss in study.losses:
             for n_configs in study.configs:
                 folder = out / f"{study.size_param}{n_atoms}" / f"{loss}_c{n_configs}"
-                share_stages(shared.out, folder, closure=not label_only)
-                run = Run(point_config(study, n_atoms, loss, n_configs), folder, progress=False)
+                cfg = point_config(study, n_atoms, loss, n_configs)
                 if (folder / "metrics.json").exists():
-                    m = load_json(folder / "metrics.json")
+                    run, m = Run(cfg, folder, progress=False), load_json(folder / "metrics.json")
                 elif label_only:
+                    share_stages(shared.out, folder, closure=False)
+                    run = Run(cfg, folder, progress=False)
                     label_stage(run)
                     m = {"force_evaluations": run.n_configs * run.units_per_config, "rollout_rel_error": None,
                          "rollout_rel_error_std": None, "n_members": 0}
                 else:
-                    label_stage(run)
-                    ae = closure_stage(run)
-                    m = evaluate_stage(run, ae, dynamics_stage(run, ae))
+                    run, m = run_on_shared(shared.out, cfg, folder)
                 points.append({"n_atoms": n_atoms, "loss": loss, "n_configs": n_configs,
                                "force_evaluations": m["force_evaluations"],
                                "rollout_rel_error": m["rollout_rel_error"],
