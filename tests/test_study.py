@@ -28,6 +28,21 @@ def test_point_budgets_follow_the_size():
     assert point_config(study, 8).system.params["n"] == 8
 
 
+def test_point_configs_compare_equal_when_reread():
+    """A resumed point reparses its stored config.yaml: that must equal the study's point config."""
+    from macrodyn.config import parse_config
+
+    lj = {"run": {"system": {"name": "lennard_jones", "params": {"box": 10.0, "t0_range": [0.5, 1.5],
+                                                                 "engine": "verlet"}}},
+          "sizes": [800, 2700], "configs": [250]}
+    study = ForceBudgetStudy.model_validate(lj)
+    for loss in (None, "L_z", "L_xp"):
+        cfg = point_config(study, 2700, loss, 250)
+        again = parse_config(yaml.safe_load(yaml.safe_dump(cfg.model_dump())))
+        assert again.model_dump() == cfg.model_dump()
+        assert cfg.system.params["n_atoms"] == 2700 and cfg.system.params["box"] is None
+
+
 @pytest.mark.slow
 def test_study_stops_at_tolerance_and_resumes(tmp_path):
     study = ForceBudgetStudy.model_validate({**STUDY, "e_tol": 1.0e9})  # every first point is within tolerance

@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from macrodyn.config import RunConfig, _Strict, read_yaml, validate
+from macrodyn.config import RunConfig, _Strict, parse_config, read_yaml, validate
 from macrodyn.io import load_json, save_json
 
 #: METHOD.md §5, force evaluations to reach e_tol = 3e-3 (reference: all forces computed, then discarded).
@@ -70,11 +70,12 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
     """The run config of one study point (``loss=None``: the size's shared run)."""
     from macrodyn.systems.registry import build_system
 
-    cfg = study.run.model_copy(deep=True)
-    cfg.system.params = {**cfg.system.params, study.size_param: size}
+    data = study.run.model_dump()
+    data["system"]["params"][study.size_param] = size
     if study.size_param == "n_atoms":
-        cfg.system.params.pop("box", None)  # box and n_atoms are alternatives
-    cfg.name = f"{study.run.name}_{size}" + (f"_{loss}_c{n_configs}" if loss else "")
+        data["system"]["params"]["box"] = None  # box and n_atoms are alternatives
+    data["name"] = f"{study.run.name}_{size}" + (f"_{loss}_c{n_configs}" if loss else "")
+    cfg = parse_config(data, "study point")  # validated, so it compares equal when the point is resumed
     n_units = build_system(cfg.system.name, cfg.system.params).n_units
     if loss == "L_z":
         cfg.training.loss, cfg.training.p, cfg.training.budget = "L_z", 1.0, n_configs * n_units
