@@ -183,17 +183,19 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
     fig.savefig(paths[0], dpi=120)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for loss, c in colors.items():
-        pts = [p for p in result["points"] if p["loss"] == loss and p["labelling_seconds"]]
-        for n_configs in sorted({p["n_configs"] for p in pts}):
-            sel = sorted((p for p in pts if p["n_configs"] == n_configs), key=lambda p: p["n_atoms"])
-            if len(sel) > 1 or n_configs == min(p["n_configs"] for p in pts):
-                ax.loglog([p["n_atoms"] for p in sel], [p["labelling_seconds"] for p in sel], "o-", color=c,
-                          alpha=0.4 + 0.6 * (n_configs == min(p["n_configs"] for p in pts)),
-                          label=f"{loss}, {n_configs} configs")
-    ax.set(xlabel="atoms N", ylabel="labelling wall time (s)", title="labelling cost vs system size")
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    pts = [p for p in result["points"] if p["labelling_seconds"]]
+    both = set.intersection(*[{p["n_configs"] for p in pts if p["loss"] == loss} for loss in colors]) if pts else set()
+    if both:
+        n_configs = max(both)  # the largest training set both losses labelled at every size they share
+        for ax, key, what in ((axes[0], "labelling_seconds", "label stage (wall)"),
+                              (axes[1], "labelling_force_seconds", "force calls only")):
+            for loss, c in colors.items():
+                sel = sorted((p for p in pts if p["loss"] == loss and p["n_configs"] == n_configs and p[key]),
+                             key=lambda p: p["n_atoms"])
+                ax.loglog([p["n_atoms"] for p in sel], [p[key] for p in sel], "o-", color=c, label=loss)
+            ax.set(xlabel="atoms N", ylabel="seconds", title=f"{what}, {n_configs} configurations")
+            ax.legend(fontsize=8)
     fig.tight_layout()
     paths.append(figs / "labelling_seconds.png")
     fig.savefig(paths[1], dpi=120)
