@@ -29,6 +29,12 @@ def commit() -> str:
         return "unknown"
 
 
+def read_records(name: str) -> list[dict]:
+    """The records of results/NAME.json, or [] if it does not exist yet (for --resume)."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text())["records"] if path.exists() else []
+
+
 def write_results(name: str, records: list[dict], **extra) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"
