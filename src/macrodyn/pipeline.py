@@ -463,10 +463,13 @@ def run_all(run: Run, stages: tuple[str, ...] = STAGES) -> dict:
     unknown = set(stages) - set(STAGES)
     if unknown:
         raise InputError(f"unknown stage(s) {sorted(unknown)}; stages are {STAGES}.")
-    if "simulate" in stages:
-        simulate(run)
-    if "label" in stages:
-        label_stage(run)
+    from macrodyn.data.distributed import session
+
+    with session(run):  # one Dask client for all chunk loops
+        if "simulate" in stages:
+            simulate(run)
+        if "label" in stages:
+            label_stage(run)
     if not {"closure", "dynamics", "evaluate", "report"} & set(stages):
         return {}
     ae = closure_stage(run)

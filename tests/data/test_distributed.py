@@ -103,3 +103,23 @@ def test_task_on_a_done_chunk_writes_nothing(reference, tmp_path):
     cfg = json.dumps(parse_config(CFG).model_dump())
     run_task(simulate_chunk, cfg, str(tmp_path / "r"), ("train", 3))  # what a retried task does
     assert chunk.stat().st_mtime_ns == before
+
+
+def test_session_shares_one_client_across_tables(reference, cluster, tmp_path, monkeypatch):
+    from macrodyn.data import distributed
+
+    calls = []
+    real = distributed.connect
+
+    def counting(*key):
+        calls.append(key)
+        return real(*key)
+
+    monkeypatch.setattr(distributed, "connect", counting)
+    run = Run(parse_config({**CFG, "parallel": {"scheduler": cluster.scheduler.address}}), tmp_path, progress=False)
+    with distributed.session(run):
+        simulate(run)
+        label_stage(run)
+    assert len(calls) == 1  # without the session: one per table (train, test, labels)
+    assert not distributed._OPEN
+    _assert_same_dataset(reference, tmp_path)

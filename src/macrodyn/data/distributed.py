@@ -16,13 +16,16 @@ Why nothing is lost or written twice:
   done or recomputes the same bytes.
 
 The run folder must be on a file system that every worker sees at the same path.
+
+Starting a local cluster costs a few seconds (each worker imports torch and macrodyn), so
+:func:`session` keeps one client open for every chunk loop of a run.
 """
 from __future__ import annotations
 
 import json
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 from typing import Callable, Iterator
 
@@ -30,6 +33,7 @@ from tqdm.auto import tqdm
 
 RETRIES = 2
 TEST_DELAY_ENV = "MACRODYN_TEST_TASK_DELAY"  # seconds slept before each task (tests kill workers mid-job)
+_OPEN: dict[tuple[str, int], "distributed.Client"] = {}  # noqa: F821  (clients held open by session())
 
 
 @contextmanager
@@ -53,6 +57,22 @@ def connect(scheduler: str, workers: int = 2) -> Iterator["distributed.Client"]:
             yield client
 
 
+@contextmanager
+def session(run) -> Iterator[None]:
+    """Inside the block, every :func:`map_chunks` call of ``run`` shares one client (and one
+    local cluster) instead of starting its own; a no-op in-process or if one is already open."""
+    key = (run.cfg.parallel.scheduler, run.cfg.parallel.workers)
+    if key[0] is None or key in _OPEN:
+        yield
+        return
+    with connect(*key) as client:
+        _OPEN[key] = client
+        try:
+            yield
+        finally:
+            del _OPEN[key]
+
+
 def map_chunks(run, task: Callable, args: list[tuple], desc: str = "chunks") -> None:
     """Run ``task(run, *a)`` for every ``a`` in ``args`` as Dask tasks; returns when all are done.
 
@@ -71,7 +91,8 @@ def map_chunks(run, task: Callable, args: list[tuple], desc: str = "chunks") -> 
 
     cfg = json.dumps(run.cfg.model_dump())
     out = str(run.out.resolve())
-    with connect(run.cfg.parallel.scheduler, run.cfg.parallel.workers) as client:
+    key = (run.cfg.parallel.scheduler, run.cfg.parallel.workers)
+    with (nullcontext(_OPEN[key]) if key in _OPEN else connect(*key)) as client:
         futures = [client.submit(run_task, task, cfg, out, a, retries=RETRIES, pure=False) for a in args]
         try:
             for f in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not run.progress,
