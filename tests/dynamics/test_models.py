@@ -14,6 +14,26 @@ def test_onsager_dissipates_potential_without_forcing():
     assert (net.potential(z) >= 0).all()
 
 
+def test_onsager_matches_explicit_matrices():
+    """forward's matrix-vector form equals −(L Lᵀ + U − Uᵀ)∇V − α∇V built as dense matrices,
+    and L, U are filled from the MLP output in order (L row by row, then U)."""
+    torch.manual_seed(0)
+    d = 5
+    net = OnsagerNet(d, (16,), (8, 8), alpha=0.03).double()
+    z = torch.randn(32, d, dtype=torch.float64, requires_grad=True)
+    grad_v, = torch.autograd.grad(net.potential(z).sum(), z)
+    L, U = net.operators(z)
+    out = net.matrices(z)
+    n_low = d * (d + 1) // 2
+    low, up = torch.tril_indices(d, d), torch.triu_indices(d, d, 1)
+    torch.testing.assert_close(L[:, low[0], low[1]], out[:, :n_low])
+    torch.testing.assert_close(U[:, up[0], up[1]], out[:, n_low:])
+    assert (L.triu(1) == 0).all() and (U.tril() == 0).all()
+    M_W = L @ L.transpose(1, 2) + U - U.transpose(1, 2)
+    want = -(M_W @ grad_v.unsqueeze(-1)).squeeze(-1) - 0.03 * grad_v
+    torch.testing.assert_close(net(z.detach()), want.detach())
+
+
 def test_onsager_trains_through_double_backward():
     net = OnsagerNet(3, (8,), (8, 8), forcing=True)
     z = torch.randn(16, 3)

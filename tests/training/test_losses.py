@@ -35,6 +35,32 @@ def test_partial_loss_mean_over_subsets_is_full_loss_over_N(setup, rng):
     assert abs(np.mean(draws) - full) / full < 0.03
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_compact_form_same_loss_and_gradient(setup, rng, weighted):
+    """PartialForceLoss.compact (QR of W^½ P) gives the loss and parameter gradients of the k-row form."""
+    s, x, ae, field = setup
+    k = 7  # > d = 4, so compact() applies
+    feats = _feats(s, x, ae, k, rng)
+    if weighted:
+        feats[K.WEIGHTS] = torch.as_tensor(rng.uniform(0.2, 3.0, feats[K.WEIGHTS].shape))
+    loss = PartialForceLoss(k / 20)
+    data = {key: feats[key] for key in loss.needs}
+    comp = loss.compact(data)
+    assert comp[K.QR_R].shape == (len(x), 4, 4) and K.PINV_ROWS not in comp
+    grads = []
+    for d_ in (data, comp):
+        field.zero_grad()
+        value = loss(field, d_)
+        value.backward()
+        grads.append((value.detach(), [p.grad.clone() for p in field.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b)
+    few = {key: v[:, :3] if v.dim() > 1 else v for key, v in data.items() if key != K.Z}
+    few[K.Z] = data[K.Z]
+    assert loss.compact(few) is few  # k <= d: nothing to gain, unchanged
+
+
 def test_Lx_decomposition_into_Lz_term_and_constant(setup, rng):
     """||J⁺g − f||² = ||J⁺(g − Jf)||² + ||(I − J⁺J)f||²."""
     s, x, ae, field = setup

@@ -34,34 +34,39 @@ class OnsagerNet(nn.Module):
         self.h = mlp(dim, potential_hidden[:-1], potential_hidden[-1], activation)
         self.gamma = nn.Linear(dim, potential_hidden[-1], bias=False)
         self.forcing = mlp(dim, hidden, dim, activation) if forcing else None
-        # 0/1 maps from the MLP output to the entries of L and U: one matmul each
-        # instead of scatter ops (the step cost is op overhead, not flops, at small d)
-        place_l = torch.zeros(n_low, dim * dim)
-        place_l[torch.arange(n_low), (lambda t: t[0] * dim + t[1])(torch.tril_indices(dim, dim))] = 1
-        n_up = dim * (dim - 1) // 2
-        place_u = torch.zeros(n_up, dim * dim)
-        place_u[torch.arange(n_up), (lambda t: t[0] * dim + t[1])(torch.triu_indices(dim, dim, 1))] = 1
-        self.register_buffer("place_l", place_l, persistent=False)
-        self.register_buffer("place_u", place_u, persistent=False)
-        self._n_low = n_low
+        # L (lower, with diagonal) and U (strictly upper) tile one d×d matrix: the first
+        # n_low MLP outputs fill L row by row, the rest fill U. One gather and two masks
+        # place them (the step cost is op overhead, not flops, at small d).
+        low, up = torch.tril_indices(dim, dim), torch.triu_indices(dim, dim, 1)
+        source = torch.empty(dim * dim, dtype=torch.long)
+        source[low[0] * dim + low[1]] = torch.arange(n_low)
+        source[up[0] * dim + up[1]] = n_low + torch.arange(dim * (dim - 1) // 2)
+        self.register_buffer("source", source, persistent=False)
+        self.register_buffer("mask_l", torch.ones(dim, dim).tril(), persistent=False)
 
     def potential(self, z: torch.Tensor) -> torch.Tensor:
         """``V(z)``, ``(B, d) -> (B,)``."""
         r = self.h(z) + self.gamma(z)
         return self.beta * (z * z).sum(-1) + 0.5 * (r * r).sum(-1)
 
+    def operators(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``L`` (lower triangular) and ``U`` (strictly upper), each ``(B, d, d)``."""
+        B, d = z.shape
+        A = self.matrices(z)[:, self.source].view(B, d, d)
+        return A * self.mask_l, A * (1 - self.mask_l)
+
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, d) -> (B, d)``."""
         build_graph = torch.is_grad_enabled()
         with torch.enable_grad():
             zz = z if z.requires_grad else z.detach().requires_grad_(True)
-            grad_v, = torch.autograd.grad(self.potential(zz).sum(), zz, create_graph=build_graph)
-        B, d = z.shape
-        out = self.matrices(z)
-        L = (out[:, : self._n_low] @ self.place_l).view(B, d, d)
-        U = (out[:, self._n_low:] @ self.place_u).view(B, d, d)
-        M_plus_W = L @ L.transpose(1, 2) + U - U.transpose(1, 2)
-        dz = -(M_plus_W @ grad_v.unsqueeze(-1)).squeeze(-1) - self.alpha * grad_v
+            g, = torch.autograd.grad(self.potential(zz).sum(), zz, create_graph=build_graph)
+        L, U = self.operators(z)
+        # (L Lᵀ + U − Uᵀ) g as matrix-vector products: no d×d×d product per sample, and
+        # broadcast-multiply-sum, whose backward is ~2x cheaper than bmm's at this size
+        lt_g = (L * g.unsqueeze(-1)).sum(1)
+        mw_g = (L * lt_g.unsqueeze(1)).sum(-1) + (U * g.unsqueeze(1)).sum(-1) - (U * g.unsqueeze(-1)).sum(1)
+        dz = -mw_g - self.alpha * g
         if self.forcing is not None:
             dz = dz + self.forcing(z)
         return dz

@@ -92,6 +92,10 @@ class DataParallelLoss:
         dev = next(field.parameters()).device
         self.model = _DDP(field, device_ids=[dev.index] if dev.type == "cuda" else None)
 
+    def compact(self, data: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        compact = getattr(self.loss, "compact", None)
+        return data if compact is None else compact(data)
+
     def __call__(self, field: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         if field is not self.field or not field.training:  # validation: the whole batch on every rank
             return self.loss(field, batch)

@@ -51,6 +51,9 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         history with per-epoch ``train``, ``val``, ``lr``, plus ``best_epoch``, ``seconds``.
     """
     data = {k: data[k] for k in loss.needs if k in data or visit is None}
+    compact = getattr(loss, "compact", None)
+    if visit is None and compact is not None:
+        data = compact(data)  # the same loss on fewer numbers (PartialForceLoss.compact)
     m = len(next(iter(data.values())))
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(m, generator=gen)
