@@ -115,6 +115,8 @@ class TrainingConfig(_Strict):
     val_fraction: float = Field(0.1, ge=0, lt=1)
     stop_patience: int | None = Field(None, gt=0, description="early stopping (epochs without improvement)")
     grad_clip: float | None = Field(None, gt=0.0, description="clip the gradient norm (null: no clipping)")
+    ema_decay: float | None = Field(None, ge=0.0, lt=1.0, description="validate and keep an exponential moving "
+                                    "average of the parameters with this decay per step (null: the iterate)")
     members: int = Field(1, gt=0, description="independently seeded models (mean ± std)")
     chunk_configs: int = Field(1000, gt=0, description="labelled configurations per stored chunk")
     checkpoint_every: int = Field(50, gt=0, description="epochs between resumable checkpoints")

@@ -72,3 +72,31 @@ def test_grad_clip_bounds_the_update():
 
     assert moved() > 1e-3
     assert moved(grad_clip=1e-12) < 1e-5
+
+
+def test_ema_is_validated_and_returned():
+    """With ema_decay, the model validated each epoch is the moving average of the iterates
+    (first update copies, then decay·ema + (1 − decay)·θ), and the best one is returned."""
+    data, _ = _data(100)
+    decay = 0.7
+    iterates, averages = [], []
+
+    class Recording(LatentLoss):
+        def __call__(self, field, batch):
+            snap = [p.detach().clone() for p in field.parameters()]
+            (iterates if field.training else averages).append(snap)
+            return super().__call__(field, batch)
+
+    f = _field()
+    hist = fit_dynamics(f, Recording(), data, epochs=8, batch_size=1000, lr=1e-2, progress=False,
+                        val_fraction=0.2, ema_decay=decay)
+    # one step per epoch: train call e sees θ_e (before step e+1), val call e sees the average after it
+    ema = None
+    for e in range(len(averages) - 1):
+        theta = iterates[e + 1]
+        ema = theta if ema is None else [decay * a + (1 - decay) * t for a, t in zip(ema, theta)]
+        for a, b in zip(ema, averages[e]):
+            torch.testing.assert_close(a, b)
+    assert any(float((a - t).abs().max()) > 1e-4 for a, t in zip(averages[-1], iterates[-1]))  # it is not θ
+    for a, b in zip(f.parameters(), averages[hist["best_epoch"]]):
+        torch.testing.assert_close(a.detach(), b)

@@ -29,7 +29,7 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
                  min_lr: float = 5e-6, val_fraction: float = 0.1, stop_patience: int | None = None,
                  seed: int = 0, progress: bool = True, desc: str = "dynamics",
                  checkpoint: str | Path | None = None, checkpoint_every: int = 50, visit=None,
-                 grad_clip: float | None = None) -> dict:
+                 grad_clip: float | None = None, ema_decay: float | None = None) -> dict:
     """Train ``field`` in place (AdamW with amsgrad, ReduceLROnPlateau on the validation loss).
 
     Args:
@@ -43,6 +43,9 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         grad_clip: clip the gradient norm to this value (None: no clipping). Rare
             configurations with a nearly singular ``J Jᵀ`` (e.g. Allen–Cahn fields close
             to uniform, where ∇E → 0) give huge ``J⁺`` rows and loss spikes otherwise.
+        ema_decay: validate, keep and return an exponential moving average of the
+            parameters, updated after every step with this decay (None: the iterate
+            itself). Averaging smooths the spikes of a noisy fit at no extra gradients.
         visit: on-demand labelling (``OnDemandLabeller.visit``): called as
             ``visit(rows, batch, fresh)`` on every batch to add the label tensors
             (``data`` then holds only what needs no forces). Not resumable from a
@@ -61,6 +64,12 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
     val_rows, train_rows = perm[:n_val], perm[n_val:]
     opt = torch.optim.AdamW(field.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=True, fused=True)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=lr_factor, patience=lr_patience, min_lr=min_lr)
+    ema = None
+    if ema_decay is not None:
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(field, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
+    judged = field if ema is None else ema.module  # the model that is validated and returned
     hist: dict = {"train": [], "val": [], "lr": []}
     best, best_state, best_epoch = float("inf"), None, -1
     start = 0
@@ -70,6 +79,8 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         gen.set_state(ck["gen"])
+        if ema is not None:
+            ema.load_state_dict(ck["ema"])
         hist, best, best_state, best_epoch, start = ck["hist"], ck["best"], ck["best_state"], ck["best_epoch"], ck["epoch"]
     t0 = time.perf_counter()
     bar = tqdm(range(start, epochs), desc=desc, disable=not progress, leave=False, initial=start, total=epochs)
@@ -84,12 +95,14 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
             if grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(field.parameters(), grad_clip)
             opt.step()
+            if ema is not None:
+                ema.update_parameters(field)
             tot += value.item() * len(batch[loss.needs[0]])
             n += len(batch[loss.needs[0]])
         train_loss = tot / n
         if n_val:
-            field.eval()
-            val_loss = float(np.mean([loss(field, b).item() for b in _batches(data, val_rows, 4096, visit, False)]))
+            judged.eval()
+            val_loss = float(np.mean([loss(judged, b).item() for b in _batches(data, val_rows, 4096, visit, False)]))
         else:
             val_loss = train_loss
         sched.step(val_loss)
@@ -98,14 +111,15 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         hist["lr"].append(opt.param_groups[0]["lr"])
         if val_loss < best:
             best, best_epoch = val_loss, epoch
-            best_state = copy.deepcopy(field.state_dict())
+            best_state = copy.deepcopy(judged.state_dict())
         bar.set_postfix(train=f"{train_loss:.3e}", val=f"{val_loss:.3e}")
         if stop_patience is not None and epoch - best_epoch >= stop_patience:
             break
         if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
             save_torch({"field": field.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                         "gen": gen.get_state(), "hist": hist, "best": best, "best_state": best_state,
-                        "best_epoch": best_epoch, "epoch": epoch + 1}, checkpoint)
+                        "best_epoch": best_epoch, "epoch": epoch + 1,
+                        "ema": None if ema is None else ema.state_dict()}, checkpoint)
     if best_state is not None:
         field.load_state_dict(best_state)
     field.eval()
