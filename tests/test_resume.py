@@ -15,7 +15,8 @@ CFG = {
     "data": {"n_train_trajectories": 12, "n_test_trajectories": 4, "n_steps": 1000, "save_every": 10,
              "chunk_trajectories": 2},
     "closure": {"epochs": 2},
-    "training": {"epochs": 60, "budget": 3000, "chunk_configs": 50, "checkpoint_every": 5},
+    "training": {"epochs": 60, "budget": 3000, "chunk_configs": 50, "checkpoint_every": 5, "select": "rollout",
+                 "select_every": 2},
     "evaluation": {"n_plot": 1},
 }
 CMD = [sys.executable, "-c", "from macrodyn.cli import entry; entry()", "run"]

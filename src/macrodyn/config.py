@@ -96,7 +96,7 @@ class ModelConfig(_Strict):
     alpha: float = Field(0.01, ge=0)
     beta: float = Field(0.1, ge=0)
     forcing: bool = False
-    activation: Literal["tanh", "relu", "softplus", "gelu", "silu"] = "tanh"
+    activation: Literal["tanh", "relu", "softplus", "gelu", "silu", "requ"] = "tanh"
 
 
 class TrainingConfig(_Strict):
@@ -117,6 +117,11 @@ class TrainingConfig(_Strict):
     grad_clip: float | None = Field(None, gt=0.0, description="clip the gradient norm (null: no clipping)")
     ema_decay: float | None = Field(None, ge=0.0, lt=1.0, description="validate and keep an exponential moving "
                                     "average of the parameters with this decay per step (null: the iterate)")
+    select: Literal["loss", "rollout"] = Field(
+        "loss", description="which state of the fit is kept and when to stop early: the lowest validation loss, "
+        "or the lowest rollout error on held-out training trajectories (no force evaluations)")
+    select_trajectories: int = Field(16, gt=0, description="select: rollout: training trajectories scored")
+    select_every: int = Field(5, gt=0, description="select: rollout: epochs between scorings")
     members: int = Field(1, gt=0, description="independently seeded models (mean ± std)")
     chunk_configs: int = Field(1000, gt=0, description="labelled configurations per stored chunk")
     checkpoint_every: int = Field(50, gt=0, description="epochs between resumable checkpoints")

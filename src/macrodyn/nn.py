@@ -1,9 +1,21 @@
 """Small network building blocks shared by closure and dynamics models."""
 from __future__ import annotations
 
+import torch
 from torch import nn
 
-ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+
+class ReQU(nn.Module):
+    """``relu(x)² − relu(x − ½)²``: quadratic near 0, linear (slope 1) beyond ½. Smooth
+    enough to be differentiated once more (OnsagerNet's ∇V), and it grows like the
+    polynomial terms of a phase-field energy; the Allen–Cahn model of METHOD.md §6 uses it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x) ** 2 - torch.relu(x - 0.5) ** 2
+
+
+ACTIVATIONS = {"tanh": nn.Tanh, "softplus": nn.Softplus, "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU,
+               "requ": ReQU}
 
 
 def mlp(n_in: int, hidden: tuple[int, ...] | list[int], n_out: int, activation: str = "tanh",

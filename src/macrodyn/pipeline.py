@@ -30,7 +30,7 @@ from macrodyn.config import RunConfig, parse_config
 from macrodyn.data.store import ChunkedTable
 from macrodyn.dynamics import GFINN, MLPField, OnsagerNet, StandardizedField
 from macrodyn.errors import InputError
-from macrodyn.evaluation.rollout import relative_error, rollout
+from macrodyn.evaluation.rollout import rollout_errors
 from macrodyn.io import load_json, load_torch, save_json, save_text, save_torch
 from macrodyn.systems.base import MicroSystem
 from macrodyn.systems.registry import build_system
@@ -366,7 +366,7 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
     t = run.cfg.training
     folder = run.out / "dynamics"
     fields: list[StandardizedField] = []
-    feats, lab = None, None
+    feats, lab, score = None, None, None
     for m in range(t.members):
         path = folder / f"member_{m}.pt"
         seed = run.cfg.seed * 1000 + m
@@ -389,6 +389,8 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
             v = feats[K.JF] if t.loss == "L_z" else feats[K.JF_ESTIMATE]
             stats = (feats[K.Z].mean(0), feats[K.Z].std(0), v.mean(0), v.std(0))
         field_.set_stats(*stats)
+        if score is None:
+            score = selection_score(run, ae)
         hist = fit_dynamics(field_, data_parallel(make_loss(t.loss, t.p), field_), feats, epochs=t.epochs,
                             batch_size=t.batch_size, lr=t.lr, weight_decay=t.weight_decay,
                             lr_factor=t.lr_factor, lr_patience=t.lr_patience,
@@ -396,7 +398,8 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
                             seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}",
                             checkpoint=None if lab else folder / f"member_{m}.partial.pt",
                             checkpoint_every=t.checkpoint_every, visit=lab.visit if lab else None,
-                            grad_clip=t.grad_clip, ema_decay=t.ema_decay)
+                            grad_clip=t.grad_clip, ema_decay=t.ema_decay, score=score,
+                            score_every=t.select_every)
         if lab is not None:
             save_on_demand_labels(run, lab)
             hist["on_demand_spent"] = lab.spent
@@ -408,25 +411,49 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
     return fields
 
 
+def encoded_truth(run: Run, ae: ClosureAutoencoder, traj: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """What a rollout is scored on, for trajectories ``(b, T, N)``: the encoded initial states
+    ``z0`` (on the run's device), the given observables ``(T, b, d*)``, the snapshot mask
+    ``(T, b)`` of ``data.min_observable`` and the times ``(T,)``."""
+    d = run.cfg.data
+    with torch.no_grad():
+        x = torch.as_tensor(traj, dtype=torch.float32)
+        true = ae.observable(x.reshape(-1, x.shape[-1])).reshape(x.shape[0], x.shape[1], -1).transpose(0, 1)
+        z0 = ae(x[:, 0]).to(device(run))
+    mask = torch.as_tensor(snapshot_mask(run, traj)).T
+    times = torch.arange(traj.shape[1], dtype=torch.float32) * (run.system.dt * d.save_every)
+    return z0, true, mask, times
+
+
+def selection_score(run: Run, ae: ClosureAutoencoder):
+    """``training.select: rollout``: ``score(field)`` = mean rollout error (the metric of
+    METHOD.md §4) on ``select_trajectories`` training trajectories, else None. Uses only
+    their configurations and observables: no force evaluations."""
+    t, e = run.cfg.training, run.cfg.evaluation
+    if t.select != "rollout":
+        return None
+    train = ChunkedTable.open(run.store, "train")
+    rows = np.sort(run.rng("pick", 2).choice(train.n_rows, min(t.select_trajectories, train.n_rows),
+                                             replace=False))
+    z0, true, mask, times = encoded_truth(run, ae, train.read([K.TRAJ], rows=rows)[K.TRAJ])
+
+    def score(field: torch.nn.Module) -> float:
+        return float(np.nanmean(rollout_errors(field, z0, true, times, mask, method=e.method,
+                                               step_size=e.step_size).numpy()))
+    return score
+
+
 def evaluate_stage(run: Run, ae: ClosureAutoencoder, fields: list[StandardizedField]) -> dict:
     """Roll out from encoded test initial states; relative error on the given observables."""
     t0 = time.perf_counter()
     d, e = run.cfg.data, run.cfg.evaluation
     test = ChunkedTable.open(run.store, "test")
-    n_obs = ae.observable.dim
-    n_saved = d.n_steps // d.save_every + 1
-    times = torch.arange(n_saved, dtype=torch.float32) * (run.system.dt * d.save_every)
     errs = np.zeros((len(fields), test.n_rows))
-    with torch.no_grad():
-        for ch_i, ch in enumerate(test.iter_chunks([K.TRAJ])):
-            traj = torch.as_tensor(ch[K.TRAJ], dtype=torch.float32)  # (b, T, N)
-            sl = test.chunk_slice(ch_i)
-            true = ae.observable(traj.reshape(-1, traj.shape[-1])).reshape(traj.shape[0], n_saved, n_obs)
-            mask = torch.as_tensor(snapshot_mask(run, ch[K.TRAJ])).T
-            z0 = ae(traj[:, 0]).to(device(run))
-            for m, g in enumerate(fields):
-                pred = rollout(g, z0, times.to(z0.device), method=e.method, step_size=e.step_size).cpu()
-                errs[m, sl] = relative_error(pred[..., :n_obs], true.transpose(0, 1), mask).numpy()
+    for ch_i, ch in enumerate(test.iter_chunks([K.TRAJ])):
+        z0, true, mask, times = encoded_truth(run, ae, ch[K.TRAJ])
+        for m, g in enumerate(fields):
+            errs[m, test.chunk_slice(ch_i)] = rollout_errors(g, z0, true, times, mask, method=e.method,
+                                                             step_size=e.step_size).numpy()
     per_member = np.nanmean(errs, axis=1)
     lab = ChunkedTable.open(run.store, "labels")
     n_evals = sum(units_in(ch[K.INDEX], run.system.coords_per_unit) for ch in lab.iter_chunks([K.INDEX]))

@@ -55,3 +55,14 @@ def test_standardized_field_units():
     f = StandardizedField(Identity(), 2)
     f.set_stats([1.0, 2.0], [2.0, 4.0], [10.0, 0.0], [3.0, 1.0])
     torch.testing.assert_close(f(torch.tensor([[3.0, 6.0]])), torch.tensor([[13.0, 1.0]]))
+
+
+def test_requ_activation_values_and_slope():
+    """relu(x)² − relu(x − ½)²: 0 below 0, x² on [0, ½], x − ¼ beyond (slope 1)."""
+    from macrodyn.nn import ReQU
+
+    x = torch.tensor([-1.0, 0.0, 0.25, 0.5, 1.0, 3.0], requires_grad=True)
+    y = ReQU()(x)
+    torch.testing.assert_close(y.detach(), torch.tensor([0.0, 0.0, 0.0625, 0.25, 0.75, 2.75]))
+    g, = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(g, torch.tensor([0.0, 0.0, 0.5, 1.0, 1.0, 1.0]))

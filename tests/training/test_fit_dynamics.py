@@ -100,3 +100,40 @@ def test_ema_is_validated_and_returned():
     assert any(float((a - t).abs().max()) > 1e-4 for a, t in zip(averages[-1], iterates[-1]))  # it is not θ
     for a, b in zip(f.parameters(), averages[hist["best_epoch"]]):
         torch.testing.assert_close(a.detach(), b)
+
+
+def _scored_fit(values, score_every=1, epochs=None, **kw):
+    """Fit with a score that returns ``values`` in turn and records the scored parameters."""
+    data, _ = _data(100)
+    seen, calls = [], iter(values)
+
+    def score(field):
+        assert not field.training
+        seen.append([p.detach().clone() for p in field.parameters()])
+        return next(calls)
+
+    f = _field()
+    hist = fit_dynamics(f, LatentLoss(), data, epochs=epochs or len(values), batch_size=32, lr=1e-2,
+                        progress=False, score=score, score_every=score_every, **kw)
+    return f, hist, seen
+
+
+def test_score_decides_the_returned_state():
+    """The state kept is the one with the lowest score (not the lowest validation loss),
+    a non-finite score is never preferred, and scoring happens every score_every epochs."""
+    values = [5.0, 3.0, float("nan"), 1.0, 2.0, float("inf"), 4.0]
+    f, hist, seen = _scored_fit(values)
+    assert hist["best_epoch"] == 3 and hist["best_val"] == 1.0
+    assert [e for e, _ in hist["score"]] == list(range(len(values)))
+    for a, b in zip(f.parameters(), seen[3]):
+        torch.testing.assert_close(a.detach(), b, rtol=0, atol=0)
+    # scored at epochs 0, 3, 6, ... and the last one
+    _, hist, _ = _scored_fit([4.0, 2.0, 3.0, 1.0], score_every=3, epochs=9)
+    assert [e for e, _ in hist["score"]] == [0, 3, 6, 8]
+
+
+def test_score_drives_early_stopping():
+    """stop_patience counts epochs since the best score, so a score that only gets worse
+    after epoch 1 stops the fit at epoch 1 + patience, whatever the validation loss does."""
+    _, hist, _ = _scored_fit([2.0, 1.0] + [3.0] * 20, stop_patience=4)
+    assert hist["best_epoch"] == 1 and hist["epochs_run"] == 6

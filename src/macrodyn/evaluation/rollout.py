@@ -43,3 +43,12 @@ def relative_error(pred: torch.Tensor, true: torch.Tensor, mask: torch.Tensor | 
     if mask is not None:
         num, den = num * mask, den * mask
     return num.sum(0) / den.sum(0)
+
+
+def rollout_errors(g: torch.nn.Module, z0: torch.Tensor, true: torch.Tensor, t: torch.Tensor,
+                   mask: torch.Tensor | None = None, *, method: str = "rk4",
+                   step_size: float | None = None) -> torch.Tensor:
+    """Roll ``g`` out from ``z0`` and score the first ``d* = true.shape[-1]`` coordinates
+    against ``true`` ``(T, B, d*)`` with :func:`relative_error`; returns ``(B,)`` on the CPU."""
+    pred = rollout(g, z0, t.to(z0.device), method=method, step_size=step_size).cpu()
+    return relative_error(pred[..., :true.shape[-1]], true, mask)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,7 +30,8 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
                  min_lr: float = 5e-6, val_fraction: float = 0.1, stop_patience: int | None = None,
                  seed: int = 0, progress: bool = True, desc: str = "dynamics",
                  checkpoint: str | Path | None = None, checkpoint_every: int = 50, visit=None,
-                 grad_clip: float | None = None, ema_decay: float | None = None) -> dict:
+                 grad_clip: float | None = None, ema_decay: float | None = None,
+                 score: Callable[[nn.Module], float] | None = None, score_every: int = 1) -> dict:
     """Train ``field`` in place (AdamW with amsgrad, ReduceLROnPlateau on the validation loss).
 
     Args:
@@ -46,12 +48,19 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         ema_decay: validate, keep and return an exponential moving average of the
             parameters, updated after every step with this decay (None: the iterate
             itself). Averaging smooths the spikes of a noisy fit at no extra gradients.
+        score: model selection by another criterion than the validation loss:
+            ``score(model) -> float`` (lower is better; non-finite counts as worst), called
+            every ``score_every`` epochs and at the last one. It then decides the best
+            state and early stopping (``stop_patience`` still counts epochs); the LR
+            schedule keeps following the validation loss. The pipeline passes the rollout
+            error on held-out training trajectories (``training.select: rollout``).
         visit: on-demand labelling (``OnDemandLabeller.visit``): called as
             ``visit(rows, batch, fresh)`` on every batch to add the label tensors
             (``data`` then holds only what needs no forces). Not resumable from a
             checkpoint (the labeller's cache lives in memory).
     Returns:
-        history with per-epoch ``train``, ``val``, ``lr``, plus ``best_epoch``, ``seconds``.
+        history with per-epoch ``train``, ``val``, ``lr``, ``(epoch, score)`` pairs under
+        ``score`` when scored, plus ``best_epoch``, ``seconds``.
     """
     data = {k: data[k] for k in loss.needs if k in data or visit is None}
     compact = getattr(loss, "compact", None)
@@ -70,7 +79,7 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
 
         ema = AveragedModel(field, multi_avg_fn=get_ema_multi_avg_fn(ema_decay))
     judged = field if ema is None else ema.module  # the model that is validated and returned
-    hist: dict = {"train": [], "val": [], "lr": []}
+    hist: dict = {"train": [], "val": [], "lr": [], **({"score": []} if score is not None else {})}
     best, best_state, best_epoch = float("inf"), None, -1
     start = 0
     if checkpoint is not None and Path(checkpoint).exists():
@@ -109,10 +118,19 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         hist["train"].append(train_loss)
         hist["val"].append(val_loss)
         hist["lr"].append(opt.param_groups[0]["lr"])
-        if val_loss < best:
-            best, best_epoch = val_loss, epoch
+        crit = val_loss
+        if score is not None:
+            crit = None
+            if epoch % score_every == 0 or epoch == epochs - 1:
+                judged.eval()
+                crit = float(score(judged))
+                crit = crit if np.isfinite(crit) else float("inf")
+                hist["score"].append((epoch, crit))
+        if crit is not None and (crit < best or best_state is None):
+            best, best_epoch = crit, epoch
             best_state = copy.deepcopy(judged.state_dict())
-        bar.set_postfix(train=f"{train_loss:.3e}", val=f"{val_loss:.3e}")
+        bar.set_postfix(train=f"{train_loss:.3e}", val=f"{val_loss:.3e}",
+                        **({"score": f"{hist['score'][-1][1]:.3e}"} if score is not None and hist["score"] else {}))
         if stop_patience is not None and epoch - best_epoch >= stop_patience:
             break
         if checkpoint is not None and (epoch + 1) % checkpoint_every == 0:
