@@ -57,6 +57,16 @@ def plot_training_curves(histories: list[dict], closure_hist: dict, path: Path) 
     axes[1].set_xlabel("epoch")
     axes[1].set_title("macroscopic model")
     axes[1].legend(frameon=False, fontsize=7)
+    scored = [h for h in histories if h.get("score")]
+    if scored:  # training.select: rollout: the selection criterion on its own axis
+        ax = axes[1].twinx()
+        for i, h in enumerate(histories):
+            if h.get("score"):
+                e, v = zip(*h["score"])
+                ax.plot(e, v, color=f"C{i}", lw=1, ls=":", label=f"member {i} rollout score")
+        ax.set_yscale("log")
+        ax.set_ylabel("rollout error (training trajectories)", fontsize=8)
+        ax.legend(frameon=False, fontsize=7, loc="center right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
