@@ -119,7 +119,7 @@ class TrainingConfig(_Strict):
                                     "average of the parameters with this decay per step (null: the iterate)")
     select: Literal["loss", "rollout"] = Field(
         "loss", description="which state of the fit is kept and when to stop early: the lowest validation loss, "
-        "or the lowest rollout error on held-out training trajectories (no force evaluations)")
+        "or the lowest rollout error on training-pool trajectories (no force evaluations)")
     select_trajectories: int = Field(16, gt=0, description="select: rollout: training trajectories scored")
     select_every: int = Field(5, gt=0, description="select: rollout: epochs between scorings")
     members: int = Field(1, gt=0, description="independently seeded models (mean ± std)")

@@ -1,6 +1,7 @@
 """Report figures (matplotlib, Agg backend, PNG)."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -32,7 +33,9 @@ def plot_observables(times: np.ndarray, true: np.ndarray, pred: np.ndarray, name
 def plot_error_over_time(times: np.ndarray, err: np.ndarray, path: Path) -> None:
     """``err``: ``(T, n_traj)`` pointwise relative error; median and 10–90 % band."""
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    q10, q50, q90 = np.quantile(err, [0.1, 0.5, 0.9], axis=1)
+    with warnings.catch_warnings():  # NaN: times outside the metric; all-NaN times stay gaps
+        warnings.simplefilter("ignore", RuntimeWarning)
+        q10, q50, q90 = np.nanquantile(err, [0.1, 0.5, 0.9], axis=1)
     ax.fill_between(times, q10, q90, alpha=0.3, label="10–90 %")
     ax.plot(times, q50, label="median")
     ax.set_yscale("log")

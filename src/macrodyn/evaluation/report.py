@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from macrodyn import keys as K
 from macrodyn.data.store import ChunkedTable
@@ -18,22 +17,22 @@ def write_report(run, ae, fields, metrics: dict) -> None:
     d, e = run.cfg.data, run.cfg.evaluation
     test = ChunkedTable.open(run.store, "test")
     n_plot = min(max(e.n_plot, 1), test.n_rows)
-    traj = torch.as_tensor(test.read([K.TRAJ], rows=slice(0, n_plot))[K.TRAJ], dtype=torch.float32)
-    n_saved = traj.shape[1]
-    times = torch.arange(n_saved, dtype=torch.float32) * (run.system.dt * d.save_every)
+    traj = test.read([K.TRAJ], rows=slice(0, n_plot))[K.TRAJ]
+    from macrodyn.pipeline import encoded_truth  # noqa: PLC0415  (the pipeline imports this module lazily)
+
+    z0, true, mask, times = encoded_truth(run, ae, traj)
     obs = ae.observable
-    with torch.no_grad():
-        true = obs(traj.reshape(-1, traj.shape[-1])).reshape(n_plot, n_saved, -1).transpose(0, 1)
-        z0 = ae(traj[:, 0]).to(fields[0].z_mean.device)
-        pred = rollout(fields[0], z0, times.to(z0.device), method=e.method, step_size=e.step_size)[..., : obs.dim].cpu()
+    pred = rollout(fields[0], z0.to(fields[0].z_mean.device), times.to(fields[0].z_mean.device),
+                   method=e.method, step_size=e.step_size)[..., : obs.dim].cpu()
     names = list(getattr(obs, "names", ())) or [f"z*{i}" for i in range(obs.dim)]
     plot_observables(times.numpy(), true.numpy(), pred.numpy(), names, figs / "observables.png")
     err = ((pred - true).norm(dim=-1) / true.norm(dim=-1)).numpy()
+    err[~mask.numpy()] = np.nan  # times the metric leaves out (data.min_observable)
     plot_error_over_time(times.numpy(), err, figs / "error_over_time.png")
     hists = [load_torch(run.out / "dynamics" / f"member_{m}.pt")["history"] for m in range(len(fields))]
     plot_training_curves(hists, load_torch(run.out / "closure.pt")["history"], figs / "training.png")
     extra = getattr(run.system, "report_figures", None)
-    extra_md = extra(figs, traj.numpy()) if extra else ""
+    extra_md = extra(figs, traj) if extra else ""
     m = metrics
     lines = [
         f"# {run.cfg.name}: {m['system']}",

@@ -53,7 +53,7 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
             every ``score_every`` epochs and at the last one. It then decides the best
             state and early stopping (``stop_patience`` still counts epochs); the LR
             schedule keeps following the validation loss. The pipeline passes the rollout
-            error on held-out training trajectories (``training.select: rollout``).
+            error on trajectories of the training pool (``training.select: rollout``).
         visit: on-demand labelling (``OnDemandLabeller.visit``): called as
             ``visit(rows, batch, fresh)`` on every batch to add the label tensors
             (``data`` then holds only what needs no forces). Not resumable from a
