@@ -143,3 +143,23 @@ class TestASESystem(SystemBattery):
     def make_system(self):
         atoms = bulk("Ar", "fcc", a=5.26, cubic=True) * (3, 3, 3)
         return ASESystem(ASELJ(sigma=3.4, epsilon=0.0104, rc=7.0), atoms, interaction_range=7.0, rattle=0.05)
+
+
+def test_missing_ase_names_the_install(monkeypatch):
+    """Without ASE importable, building the adapter says what to install (no bare ImportError)."""
+    import builtins
+
+    from macrodyn.errors import InputError
+    from macrodyn.systems.ase_adapter import ASESystem
+
+    real = builtins.__import__
+
+    def no_ase(name, *a, **kw):
+        if name == "ase" or name.startswith("ase."):
+            raise ImportError("No module named 'ase'")
+        return real(name, *a, **kw)
+
+    atoms = bulk("Cu", cubic=True)
+    monkeypatch.setattr(builtins, "__import__", no_ase)
+    with pytest.raises(InputError, match="pip install"):
+        ASESystem(EMT(), atoms, interaction_range=10.0)

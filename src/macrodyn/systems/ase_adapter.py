@@ -107,7 +107,10 @@ class ASESystem(MDSystem):
     def __init__(self, calculator, atoms, interaction_range: float, dt: float | None = None,
                  temperature_K: float = 300.0, rattle: float = 0.0):
         super().__init__()
-        from ase import units  # noqa: PLC0415
+        try:
+            from ase import units  # noqa: PLC0415
+        except ImportError as e:
+            raise InputError(f"ASESystem needs ASE: pip install 'macrodyn[md]' (or pip install ase) ({e})") from None
 
         if interaction_range is None or not interaction_range > 0:
             raise InputError(f"ASESystem: interaction_range must be a positive distance in Å "
