@@ -68,7 +68,8 @@ def main() -> None:
                    "seed": seed, "n_configs": m["n_configs"], "force_evaluations": m["force_evaluations"],
                    "rollout_rel_error": m["rollout_rel_error"],
                    "rollout_rel_error_max_trajectory": m["rollout_rel_error_max_trajectory"],
-                   "wall_seconds": round(sum(m["stage_seconds"].get(k, 0.0) for k in ("label", "dynamics", "evaluate")), 1),
+                   "wall_seconds": round(sum(m["stage_seconds"].get(k, 0.0)
+                                             for k in ("label", "dynamics", "evaluate")), 1),
                    "shared_simulate_closure_seconds": shared_seconds}
             records.append(rec)
             print(rec, flush=True)

@@ -60,8 +60,7 @@ def plot_training_curves(histories: list[dict], closure_hist: dict, path: Path) 
     axes[1].set_xlabel("epoch")
     axes[1].set_title("macroscopic model")
     axes[1].legend(frameon=False, fontsize=7)
-    scored = [h for h in histories if h.get("score")]
-    if scored:  # training.select: rollout: the selection criterion on its own axis
+    if any(h.get("score") for h in histories):  # training.select: rollout: the criterion on its own axis
         ax = axes[1].twinx()
         for i, h in enumerate(histories):
             if h.get("score"):

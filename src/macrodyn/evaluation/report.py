@@ -14,7 +14,7 @@ def write_report(run, ae, fields, metrics: dict) -> None:
     """Figures (true vs predicted, error over time, training curves) and ``report.md``."""
     figs = run.out / "figures"
     figs.mkdir(exist_ok=True)
-    d, e = run.cfg.data, run.cfg.evaluation
+    e = run.cfg.evaluation
     test = ChunkedTable.open(run.store, "test")
     n_plot = min(max(e.n_plot, 1), test.n_rows)
     traj = test.read([K.TRAJ], rows=slice(0, n_plot))[K.TRAJ]
@@ -22,8 +22,7 @@ def write_report(run, ae, fields, metrics: dict) -> None:
 
     z0, true, mask, times = encoded_truth(run, ae, traj)
     obs = ae.observable
-    pred = rollout(fields[0], z0.to(fields[0].z_mean.device), times.to(fields[0].z_mean.device),
-                   method=e.method, step_size=e.step_size)[..., : obs.dim].cpu()
+    pred = rollout(fields[0], z0, times.to(z0.device), method=e.method, step_size=e.step_size)[..., : obs.dim].cpu()
     names = list(getattr(obs, "names", ())) or [f"z*{i}" for i in range(obs.dim)]
     plot_observables(times.numpy(), true.numpy(), pred.numpy(), names, figs / "observables.png")
     err = ((pred - true).norm(dim=-1) / true.norm(dim=-1)).numpy()

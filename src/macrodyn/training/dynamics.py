@@ -118,17 +118,19 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
         hist["train"].append(train_loss)
         hist["val"].append(val_loss)
         hist["lr"].append(opt.param_groups[0]["lr"])
-        crit = val_loss
+        crit = val_loss  # the selection criterion of this epoch (None: not scored this epoch)
         if score is not None:
             crit = None
             if epoch % score_every == 0 or epoch == epochs - 1:
                 judged.eval()
                 crit = float(score(judged))
-                crit = crit if np.isfinite(crit) else float("inf")
+        if crit is not None:
+            crit = crit if np.isfinite(crit) else float("inf")  # non-finite: never better than a finite one
+            if score is not None:
                 hist["score"].append((epoch, crit))
-        if crit is not None and (crit < best or best_state is None):
-            best, best_epoch = crit, epoch
-            best_state = copy.deepcopy(judged.state_dict())
+            if crit < best or best_state is None:
+                best, best_epoch = crit, epoch
+                best_state = copy.deepcopy(judged.state_dict())
         bar.set_postfix(train=f"{train_loss:.3e}", val=f"{val_loss:.3e}",
                         **({"score": f"{hist['score'][-1][1]:.3e}"} if score is not None and hist["score"] else {}))
         if stop_patience is not None and epoch - best_epoch >= stop_patience:
