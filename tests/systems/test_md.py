@@ -119,6 +119,15 @@ def test_placement_seed_shares_the_start(rng):
     assert np.abs(v1 - v2).max() > 0.1  # only the velocities differ
 
 
+def test_velocity_seed_shares_the_pattern_scaled_to_t0():
+    s = small(relax_steps=0, velocity_seed=3)
+    _, (v1, v2) = split_state(s.sample_initial(2, np.random.default_rng(1)))
+    t1, t2 = (np.sum(v * v) / (3 * (len(v) - 1)) for v in (v1, v2))
+    assert abs(t1 - t2) > 1e-3  # T0 still drawn per run ...
+    np.testing.assert_allclose(v1 / np.sqrt(t1), v2 / np.sqrt(t2), rtol=1e-12)  # ... same pattern
+    np.testing.assert_allclose(v1.sum(0), 0.0, atol=1e-12)
+
+
 def test_velocity_verlet_conserves_energy(rng):
     """NVE: the shifted energy (the one whose gradient the truncated forces are) is conserved to O(dt²)."""
     s = LennardJones(n_atoms=256, engine="verlet", relax_steps=100)

@@ -200,6 +200,12 @@ class LennardJones(MDSystem):
             script fixes the seed of ``create_atoms random``. The reference LJ data
             appear to be made this way; then positions carry a clock (how far atoms have
             moved from the shared start), which makes the closure much easier to learn.
+        velocity_seed: ``None`` (default): fresh Gaussian velocities per run. An integer:
+            every run gets the *same* velocity pattern (drawn with this seed at T = 1,
+            zero momentum) scaled to its ``T0``, as when a LAMMPS script fixes the seed
+            of ``velocity all create``. With ``placement_seed`` too, runs differ only in
+            ``T0``; with fresh velocities T(t)/T0 carries run-to-run thermal noise of
+            about 1 % that no function of ``T0`` predicts (README, LJ-800).
     """
 
     name = "lennard_jones"
@@ -218,6 +224,8 @@ class LennardJones(MDSystem):
         relax_steps: int = Field(200, ge=0, description="FIRE minimisation steps after random placement")
         placement_seed: int | None = Field(None, ge=0, description="one shared initial placement for all runs "
                                                                      "(None: a fresh placement per run)")
+        velocity_seed: int | None = Field(None, ge=0, description="one shared velocity pattern, scaled to each "
+                                                                    "run's T0 (None: fresh velocities per run)")
 
         @model_validator(mode="after")
         def _check(self):
@@ -230,7 +238,8 @@ class LennardJones(MDSystem):
 
     def __init__(self, n_atoms: int | None = None, box: float | None = None, density: float = 0.8,
                  cutoff: float = 2.5, dt: float = 0.001, t0_range: tuple[float, float] = (0.5, 1.5),
-                 engine: str = "lammps", relax_steps: int = 200, placement_seed: int | None = None):
+                 engine: str = "lammps", relax_steps: int = 200, placement_seed: int | None = None,
+                 velocity_seed: int | None = None):
         super().__init__()
         if n_atoms is not None and box is not None:
             raise InputError("LennardJones: give n_atoms or box, not both (density fixes the other).")
@@ -252,6 +261,8 @@ class LennardJones(MDSystem):
         self.engine, self.relax_steps = engine, int(relax_steps)
         self.placement_seed = None if placement_seed is None else int(placement_seed)
         self._shared_start = None  # the minimised shared placement, computed once
+        self._shared_velocities = None if velocity_seed is None else gaussian_velocities(
+            self.n_atoms, 1.0, np.random.default_rng(int(velocity_seed)))
         self.n_coords = 6 * self.n_atoms
         self._inv_mass = np.ones((self.n_atoms, 1))  # unit mass (LJ units)
 
@@ -263,7 +274,7 @@ class LennardJones(MDSystem):
     # ----------------------------------------------------------- initial data
     def sample_initial(self, n, rng):
         """Random placement, FIRE minimisation (``relax_steps``), Gaussian velocities at
-        ``T0 ~ U(t0_range)`` with zero total momentum. Returns ``(n, 6 n_atoms)``."""
+        ``T0 ~ U(t0_range)`` with zero total momentum (shared ones with ``velocity_seed``). Returns ``(n, 6 n_atoms)``."""
         out = np.empty((n, self.n_coords))
         for k in range(n):
             if self.placement_seed is None:
@@ -273,7 +284,9 @@ class LennardJones(MDSystem):
                     self._shared_start = self._placement(np.random.default_rng(self.placement_seed))
                 r = self._shared_start.copy()
             t0 = rng.uniform(*self.t0_range)
-            out[k] = join_state(r, gaussian_velocities(self.n_atoms, t0, rng))
+            v = (gaussian_velocities(self.n_atoms, t0, rng) if self._shared_velocities is None
+                 else self._shared_velocities * math.sqrt(t0))
+            out[k] = join_state(r, v)
         return out
 
     def _placement(self, rng):
