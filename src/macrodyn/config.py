@@ -117,6 +117,8 @@ class TrainingConfig(_Strict):
     grad_clip: float | None = Field(None, gt=0.0, description="clip the gradient norm (null: no clipping)")
     ema_decay: float | None = Field(None, ge=0.0, lt=1.0, description="validate and keep an exponential moving "
                                     "average of the parameters with this decay per step (null: the iterate)")
+    ema_warmup: bool = Field(False, description="ramp the EMA decay up as (1 + n)/(10 + n) over the first "
+                                                "updates, so the average soon forgets the untrained start")
     select: Literal["loss", "rollout"] = Field(
         "loss", description="which state of the fit is kept and when to stop early: the lowest validation loss, "
         "or the lowest rollout error on training-pool trajectories (no force evaluations)")

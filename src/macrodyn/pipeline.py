@@ -398,7 +398,7 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
                             seed=seed, progress=run.progress, desc=f"dynamics {m + 1}/{t.members}",
                             checkpoint=None if lab else folder / f"member_{m}.partial.pt",
                             checkpoint_every=t.checkpoint_every, visit=lab.visit if lab else None,
-                            grad_clip=t.grad_clip, ema_decay=t.ema_decay, score=score,
+                            grad_clip=t.grad_clip, ema_decay=t.ema_decay, ema_warmup=t.ema_warmup, score=score,
                             score_every=t.select_every)
         if lab is not None:
             save_on_demand_labels(run, lab)

@@ -74,11 +74,13 @@ def test_grad_clip_bounds_the_update():
     assert moved(grad_clip=1e-12) < 1e-5
 
 
-def test_ema_is_validated_and_returned():
+@pytest.mark.parametrize("warmup", [False, True])
+def test_ema_is_validated_and_returned(warmup):
     """With ema_decay, the model validated each epoch is the moving average of the iterates
-    (first update copies, then decay·ema + (1 − decay)·θ), and the best one is returned."""
+    (first update copies, then d·ema + (1 − d)·θ with d = decay, or with warm-up
+    d = min(decay, (1 + n)/(10 + n)) at the n-th update), and the best one is returned."""
     data, _ = _data(100)
-    decay = 0.7
+    decay = 0.7 if not warmup else 0.3
     iterates, averages = [], []
 
     class Recording(LatentLoss):
@@ -89,12 +91,13 @@ def test_ema_is_validated_and_returned():
 
     f = _field()
     hist = fit_dynamics(f, Recording(), data, epochs=8, batch_size=1000, lr=1e-2, progress=False,
-                        val_fraction=0.2, ema_decay=decay)
+                        val_fraction=0.2, ema_decay=decay, ema_warmup=warmup)
     # one step per epoch: train call e sees θ_e (before step e+1), val call e sees the average after it
     ema = None
     for e in range(len(averages) - 1):
         theta = iterates[e + 1]
-        ema = theta if ema is None else [decay * a + (1 - decay) * t for a, t in zip(ema, theta)]
+        d = min(decay, (1 + e) / (10 + e)) if warmup else decay  # e earlier updates so far
+        ema = theta if ema is None else [d * a + (1 - d) * t for a, t in zip(ema, theta)]
         for a, b in zip(ema, averages[e]):
             torch.testing.assert_close(a, b)
     assert any(float((a - t).abs().max()) > 1e-4 for a, t in zip(averages[-1], iterates[-1]))  # it is not θ
