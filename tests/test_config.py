@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from macrodyn.config import default_config_path, load_config, parse_config
@@ -44,3 +46,20 @@ def test_bad_yaml_and_missing_file(tmp_path):
     p.write_text("- a\n- b\n")
     with pytest.raises(InputError, match="mapping"):
         load_config(p)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    """Every config in configs/ parses, and the LJ-800 one builds its system with shared microstates."""
+    if path.name == "lj_scaling.yaml":  # a study config: every point it makes must be a valid run config
+        from macrodyn.study import load_study, point_config
+
+        study = load_study(path)
+        for size in study.sizes:
+            point_config(study, size, "L_xp", 250)
+        return
+    cfg = load_config(path)
+    if path.name == "lj800.yaml":
+        p = cfg.system.params
+        assert p["placement_seed"] is not None and p["velocity_seed"] is not None
+        assert cfg.training.ema_warmup and cfg.training.select == "rollout"
