@@ -18,28 +18,33 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
 import yaml
 
 from common import write_results
+from macrodyn import keys as K
 from macrodyn.data.store import ChunkedTable
+from macrodyn.evaluation.rollout import relative_error
+from macrodyn.observables.temperature import Temperature
 
 
 def temperatures(store: Path, table: str) -> np.ndarray:
-    """``T(t)`` ``(runs, steps)`` of an MD table (atom-major ``(r, v)``, unit masses)."""
-    traj = ChunkedTable.open(store, table).read(["traj"])["traj"]
-    v = traj.reshape(*traj.shape[:2], -1, 6)[..., 3:]
-    return (v**2).sum((-1, -2)) / (3 * (v.shape[2] - 1))
-
-
-def rollout_error(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
-    """METHOD.md §4 per trajectory: ``Σ_t |T̂ − T| / Σ_t |T|``."""
-    return np.abs(pred - true).sum(1) / np.abs(true).sum(1)
+    """``T(t)`` ``(runs, steps)`` of an MD table, chunk by chunk (unit masses, LJ units)."""
+    tab = ChunkedTable.open(store, table)
+    out = []
+    for ch in tab.iter_chunks([K.TRAJ]):
+        x = torch.as_tensor(ch[K.TRAJ])
+        out.append(Temperature(x.shape[-1] // 6)(x)[..., 0].numpy())
+    return np.concatenate(out)
 
 
 def floor(train: np.ndarray, test: np.ndarray, degree: int) -> np.ndarray:
+    """Per-test-run METHOD.md §4 error of the best ``T(0)·P_t(T(0))`` fitted on ``train``."""
     ratio = train / train[:, :1]
     coef, *_ = np.linalg.lstsq(np.vander(train[:, 0], degree + 1), ratio, rcond=None)
-    return rollout_error(test[:, :1] * (np.vander(test[:, 0], degree + 1) @ coef), test)
+    pred = test[:, :1] * (np.vander(test[:, 0], degree + 1) @ coef)
+    as_tb1 = lambda a: torch.as_tensor(a.T[..., None])  # noqa: E731  (runs, T) -> (T, runs, 1)
+    return relative_error(as_tb1(pred), as_tb1(test)).numpy()
 
 
 def main() -> None:

@@ -88,8 +88,9 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
     if ema_decay is not None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        ema = AveragedModel(field, multi_avg_fn=None if ema_warmup else get_ema_multi_avg_fn(ema_decay),
-                            avg_fn=_warmup_ema(ema_decay) if ema_warmup else None)
+        averaging = ({"avg_fn": _warmup_ema(ema_decay)} if ema_warmup
+                     else {"multi_avg_fn": get_ema_multi_avg_fn(ema_decay)})
+        ema = AveragedModel(field, **averaging)
     judged = field if ema is None else ema.module  # the model that is validated and returned
     hist: dict = {"train": [], "val": [], "lr": [], **({"score": []} if score is not None else {})}
     best, best_state, best_epoch = float("inf"), None, -1
