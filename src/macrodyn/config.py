@@ -112,6 +112,11 @@ class TrainingConfig(_Strict):
     lr_factor: float = Field(0.5, gt=0, lt=1)
     lr_patience: int = Field(50, ge=0)
     min_lr: float = Field(5e-6, ge=0)
+    amsgrad: bool = Field(True, description="AdamW's amsgrad variant (paper); it never lets the per-weight step "
+                          "size grow again after a large early gradient")
+    lr_schedule: Literal["plateau", "cosine"] = Field(
+        "plateau", description="plateau: halve (lr_factor) after lr_patience epochs without a better validation "
+        "loss (paper); cosine: anneal from lr to min_lr over the epochs, whatever the validation loss does")
     val_fraction: float = Field(0.1, ge=0, lt=1)
     stop_patience: int | None = Field(None, gt=0, description="early stopping (epochs without improvement)")
     grad_clip: float | None = Field(None, gt=0.0, description="clip the gradient norm (null: no clipping)")
@@ -153,7 +158,8 @@ class EvaluationConfig(_Strict):
 
 
 class ParallelConfig(_Strict):
-    """Where the simulate and label stages compute their chunks; the data do not depend on it.
+    """Where the simulate and label chunks and the ensemble members are computed; the data do not
+    depend on it (a member's float rounding may, through the thread count).
 
     Not stored in the run folder's ``config.yaml``, so a run may be resumed with another
     scheduler (or in-process).
@@ -162,6 +168,8 @@ class ParallelConfig(_Strict):
     scheduler: str | None = Field(None, description="null: in-process; 'local': a Dask LocalCluster of "
                                   "`workers` processes; 'tcp://host:port': an existing Dask scheduler")
     workers: int = Field(2, gt=0, description="worker processes when scheduler is 'local'")
+    worker_threads: int = Field(1, gt=0, description="torch threads per worker process (members trained "
+                                "in parallel, see dynamics_stage)")
 
     @field_validator("scheduler")
     @classmethod

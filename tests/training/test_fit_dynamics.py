@@ -140,3 +140,26 @@ def test_score_drives_early_stopping():
     after epoch 1 stops the fit at epoch 1 + patience, whatever the validation loss does."""
     _, hist, _ = _scored_fit([2.0, 1.0] + [3.0] * 20, stop_patience=4)
     assert hist["best_epoch"] == 1 and hist["epochs_run"] == 6
+
+
+def test_cosine_schedule_anneals_to_min_lr_and_resumes(tmp_path):
+    """lr_schedule: cosine sets min_lr + (lr − min_lr)(1 + cos(π e/(E − 1)))/2 for epoch e,
+    whatever the validation loss does, so the last epoch runs at min_lr; a resumed fit
+    continues on the same curve."""
+    import math
+
+    data, _ = _data()
+    lr, lo, E = 1e-2, 1e-4, 9
+    kw = dict(epochs=E, batch_size=64, lr=lr, min_lr=lo, progress=False)
+    hist = fit_dynamics(_field(), LatentLoss(), data, lr_schedule="cosine", lr_patience=0, **kw)
+    # hist["lr"][e] is the rate after epoch e, i.e. the one epoch e + 1 runs at
+    want = [lo + (lr - lo) * (1 + math.cos(math.pi * (e + 1) / (E - 1))) / 2 for e in range(E - 1)]
+    torch.testing.assert_close(torch.tensor(hist["lr"][:-1]), torch.tensor(want), rtol=1e-9, atol=0)
+    assert hist["lr"][-2] == pytest.approx(lo)
+    assert fit_dynamics(_field(), LatentLoss(), data, **kw)["lr"] == [lr] * E  # plateau: loss kept improving
+    ck = tmp_path / "ck.pt"
+    fit_dynamics(_field(), LatentLoss(), data, lr_schedule="cosine", checkpoint=ck, checkpoint_every=4, **kw)
+    resumed = fit_dynamics(_field(), LatentLoss(), data, lr_schedule="cosine", checkpoint=ck, checkpoint_every=4, **kw)
+    assert resumed["lr"] == hist["lr"]  # epochs 0-7 from the checkpoint, epoch 8 run again
+    with pytest.raises(ValueError, match="lr_schedule"):
+        fit_dynamics(_field(), LatentLoss(), data, lr_schedule="step", **{**kw, "epochs": 1})

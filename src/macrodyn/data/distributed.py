@@ -1,4 +1,4 @@
-"""Simulation and labelling chunks as Dask tasks (``dask.distributed``).
+"""Simulation and labelling chunks, and ensemble members, as Dask tasks (``dask.distributed``).
 
 The pipeline's chunk loops (:func:`macrodyn.pipeline.simulate_chunk`,
 :func:`macrodyn.pipeline.label_chunk`) take a :class:`~macrodyn.pipeline.Run`. Here each
@@ -115,4 +115,8 @@ def _worker_run(cfg: str, out: str):
     from macrodyn.config import parse_config
     from macrodyn.pipeline import Run
 
-    return Run(parse_config(json.loads(cfg), "<driver config>"), out, progress=False)
+    import torch
+
+    run = Run(parse_config(json.loads(cfg), "<driver config>"), out, progress=False)
+    torch.set_num_threads(run.cfg.parallel.worker_threads)  # Run set the driver's `threads`
+    return run

@@ -34,18 +34,23 @@ def _warmup_ema(decay: float):
 
 
 def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epochs: int, batch_size: int,
-                 lr: float, weight_decay: float = 0.0, lr_factor: float = 0.5, lr_patience: int = 50,
-                 min_lr: float = 5e-6, val_fraction: float = 0.1, stop_patience: int | None = None,
+                 lr: float, weight_decay: float = 0.0, amsgrad: bool = True, lr_factor: float = 0.5,
+                 lr_patience: int = 50, min_lr: float = 5e-6, lr_schedule: str = "plateau",
+                 val_fraction: float = 0.1, stop_patience: int | None = None,
                  seed: int = 0, progress: bool = True, desc: str = "dynamics",
                  checkpoint: str | Path | None = None, checkpoint_every: int = 50, visit=None,
                  grad_clip: float | None = None, ema_decay: float | None = None, ema_warmup: bool = False,
                  score: Callable[[nn.Module], float] | None = None, score_every: int = 1) -> dict:
-    """Train ``field`` in place (AdamW with amsgrad, ReduceLROnPlateau on the validation loss).
+    """Train ``field`` in place (AdamW, amsgrad by default; ReduceLROnPlateau on the validation loss, or cosine).
 
     Args:
         field: vector field ``(B, d) -> (B, d)`` (usually a ``StandardizedField``).
         loss: a loss object (``loss(field, batch) -> scalar``; ``loss.needs`` keys).
         data: ``{key: (M, ...)}`` tensors sharing the first axis.
+        lr_schedule: ``"plateau"`` (``lr_factor``/``lr_patience`` on the validation loss) or
+            ``"cosine"``: ``lr → min_lr`` over ``epochs``. A noisy loss (L_x,p on LJ) keeps
+            improving slowly at a fixed rate, so the plateau rule may never fire in a short
+            schedule; annealing then ends the fit at a low rate, where the noise averages out.
         val_fraction: held-out configurations for the scheduler and early stopping
             (0 uses the training loss).
         stop_patience: stop after this many epochs without a new best validation
@@ -82,8 +87,13 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
     perm = torch.randperm(m, generator=gen)
     n_val = int(round(val_fraction * m)) if val_fraction > 0 else 0
     val_rows, train_rows = perm[:n_val], perm[n_val:]
-    opt = torch.optim.AdamW(field.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=True, fused=True)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=lr_factor, patience=lr_patience, min_lr=min_lr)
+    opt = torch.optim.AdamW(field.parameters(), lr=lr, weight_decay=weight_decay, amsgrad=amsgrad, fused=True)
+    if lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs - 1), eta_min=min_lr)
+    elif lr_schedule == "plateau":
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=lr_factor, patience=lr_patience, min_lr=min_lr)
+    else:
+        raise ValueError(f"lr_schedule must be 'plateau' or 'cosine'; got {lr_schedule!r}")
     ema = None
     if ema_decay is not None:
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
@@ -127,7 +137,7 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
             val_loss = float(np.mean([loss(judged, b).item() for b in _batches(data, val_rows, 4096, visit, False)]))
         else:
             val_loss = train_loss
-        sched.step(val_loss)
+        sched.step(val_loss) if lr_schedule == "plateau" else sched.step()
         hist["train"].append(train_loss)
         hist["val"].append(val_loss)
         hist["lr"].append(opt.param_groups[0]["lr"])
