@@ -28,10 +28,9 @@ from macrodyn.pipeline import closure_stage, dynamics_stage, evaluate_stage, lab
 
 HERE = Path(__file__).parent
 BUDGET = 1_000_000
-# METHOD.md §6: LJ sizes of the three models
+# METHOD.md §6: LJ sizes of the three models (OnsagerNet: the config's own model section)
 MODELS = {
-    "onsager": {"kind": "onsager", "hidden": [256, 256, 256], "potential_hidden": [256, 256, 256],
-                "alpha": 0.1, "beta": 0.1, "forcing": True, "activation": "tanh"},
+    "onsager": None,
     "mlp": {"kind": "mlp", "hidden": [256, 256], "activation": "relu"},  # 32 -> 256 -> 256 -> 32
     "gfinn": {"kind": "gfinn", "hidden": [256, 256, 256], "activation": "tanh"},  # K = d = 32
 }
@@ -48,13 +47,15 @@ REFERENCE = {("mlp", "L_z"): (2.60e-2, 1.01e-2), ("mlp", "L_xp"): (1.34e-3, 2.56
 
 
 def _same_run(shared: Path, cfg) -> bool:
-    """Does the shared run folder hold exactly this model/training config (and a result)?"""
+    """Does the shared run folder hold this model/training config (and a result)? The number of
+    members may differ: the shared run's ensemble is then recorded as it is."""
     if not (shared / "metrics.json").exists():
         return False
     stored = yaml.safe_load((shared / "config.yaml").read_text())
     now = cfg.model_dump()
     # fields added to the config after the run was made are not in its config.yaml
-    return all(v == now[sec].get(k) for sec in ("model", "training") for k, v in stored.get(sec, {}).items())
+    return all(v == now[sec].get(k) for sec in ("model", "training") for k, v in stored.get(sec, {}).items()
+               if (sec, k) != ("training", "members"))
 
 
 def main() -> None:
@@ -82,7 +83,8 @@ def main() -> None:
     for loss in args.losses:
         for model in args.models:
             cfg = base.model_copy(deep=True)
-            cfg.model = cfg.model.model_validate(MODELS[model])
+            if MODELS[model] is not None:
+                cfg.model = cfg.model.model_validate(MODELS[model])
             t = cfg.training
             t.loss, t.p, t.batch_size, t.budget = LOSSES[loss]["loss"], LOSSES[loss]["p"], LOSSES[loss]["batch_size"], BUDGET
             if args.members:
@@ -93,6 +95,7 @@ def main() -> None:
             fac = LOSSES[loss]["epoch_factor"]
             t.epochs, t.lr_patience = t.epochs * fac, t.lr_patience * fac
             t.stop_patience = t.stop_patience * fac if t.stop_patience else None
+            t.select_every = t.select_every * fac  # as often per optimiser step as the L_x,p cells
             if _same_run(shared, cfg):  # this cell is the shared run itself
                 m = json.loads((shared / "metrics.json").read_text())
                 out = shared
@@ -122,7 +125,8 @@ def main() -> None:
                    "rollout_rel_error": m["rollout_rel_error"], "rollout_rel_error_std": m["rollout_rel_error_std"],
                    "rollout_rel_error_members": m["rollout_rel_error_members"], "n_members": m["n_members"],
                    "epochs_max": t.epochs, "epochs_run": hists, "stop_patience": t.stop_patience,
-                   "lr_patience": t.lr_patience, "batch_size": t.batch_size,
+                   "lr_patience": t.lr_patience, "batch_size": t.batch_size, "lr": t.lr,
+                   "lr_schedule": t.lr_schedule, "amsgrad": t.amsgrad,
                    "paper_rollout_rel_error": ref[0], "paper_rollout_rel_error_std": ref[1],
                    "wall_seconds": round(wall, 1), "run_folder": str(out)}
             records.append(rec)

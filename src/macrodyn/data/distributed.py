@@ -34,6 +34,11 @@ from tqdm.auto import tqdm
 RETRIES = 2
 TEST_DELAY_ENV = "MACRODYN_TEST_TASK_DELAY"  # seconds slept before each task (tests kill workers mid-job)
 _OPEN: dict[tuple[str, int], "distributed.Client"] = {}  # noqa: F821  (clients held open by session())
+# Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's adaptive
+# mmap threshold: every tensor over 128 KiB is then mmap'ed and unmapped again, and a training
+# step spends a quarter of its time in page faults (LJ-800 members ran 2x slower than in a
+# plain process). These are the values the adaptive rule settles at on 64-bit glibc.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(64 << 20)}
 
 
 @contextmanager
@@ -49,8 +54,12 @@ def connect(scheduler: str, workers: int = 2) -> Iterator["distributed.Client"]:
     from dask.distributed import Client, LocalCluster
 
     if scheduler == "local":
-        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+        import dask
+
+        # pre-spawn: glibc reads these at process start, before a worker could set them itself
+        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in MALLOC_ENV.items()}), \
+                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                             dashboard_address=None) as cluster, Client(cluster) as client:
             yield client
     else:
         with Client(scheduler) as client:
