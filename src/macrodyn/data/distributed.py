@@ -54,15 +54,11 @@ def connect(scheduler: str, workers: int = 2) -> Iterator["distributed.Client"]:
     from dask.distributed import Client, LocalCluster
 
     if scheduler == "local":
-        import dask
-
-        # pre-spawn: glibc reads these at process start, before a worker could set them itself.
-        # The nanny prefers os.environ over its config, and an earlier cluster in this process
-        # left Dask's own value there, so both are set.
+        # glibc reads these at process start, so they must be in the environment the workers are
+        # spawned with; the nanny's pre-spawn values give way to os.environ's (its own rule)
         os.environ.update(MALLOC_ENV)
-        with dask.config.set({f"distributed.nanny.pre-spawn-environ.{k}": v for k, v in MALLOC_ENV.items()}), \
-                LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                             dashboard_address=None) as cluster, Client(cluster) as client:
+        with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                          dashboard_address=None) as cluster, Client(cluster) as client:
             yield client
     else:
         with Client(scheduler) as client:

@@ -137,7 +137,10 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], *, epoch
             val_loss = float(np.mean([loss(judged, b).item() for b in _batches(data, val_rows, 4096, visit, False)]))
         else:
             val_loss = train_loss
-        sched.step(val_loss) if lr_schedule == "plateau" else sched.step()
+        if lr_schedule == "plateau":
+            sched.step(val_loss)
+        else:
+            sched.step()
         hist["train"].append(train_loss)
         hist["val"].append(val_loss)
         hist["lr"].append(opt.param_groups[0]["lr"])
