@@ -1,6 +1,7 @@
 """Sampling strategies (issue 6): fixed uniform subsets (paper) vs importance sampling vs on-demand labelling.
 
-Predator–prey, L_x,p with p = 0.2, at equal force budgets. Per seed the trajectories and
+Predator–prey (L_x,p with p = 0.2) or LJ-800 (``--system lj800``: p = 1/16, the MLP of the
+LJ-800 study, the config's schedule), at equal force budgets. Per seed the trajectories and
 the closure are shared by every (strategy, budget) run (``run_on_shared``); each run draws
 its own labels and trains its own model. The default schedule is the predator-prey
 config's (1000 training trajectories, 2000 epochs) with early stopping after 100 epochs
@@ -8,6 +9,7 @@ without improvement and batch 256, so that 36 runs fit in about half an hour on 
 ``--resume`` keeps the records already written and runs only the missing ones.
 
     python benchmarks/sampling_strategies.py [--budgets 30000 60000 150000] [--seeds 1 2 3]
+    python benchmarks/sampling_strategies.py --system lj800 --budgets 125000 250000 500000 --resume
 
 Writes benchmarks/results/sampling_strategies.json (records ``system, strategy, seed,
 budget, error_at_budget, evaluations_to_tol, force_evaluations``) and .png.
@@ -39,8 +41,19 @@ STRATEGIES = {"fixed-uniform (paper)": ("uniform", "fixed"),
               "on_demand-importance": ("importance", "on_demand")}
 
 
+SYSTEMS = {"predator_prey": "predator_prey.yaml", "lj800": "lj800.yaml"}
+LJ_MODEL = {"kind": "mlp", "hidden": [256, 256], "activation": "relu"}  # as in benchmarks/lj800_study.py
+
+
 def small(cfg, args):
-    """The schedule of this study (same for every strategy; closure fitted on 20 000 snapshots)."""
+    """The schedule of this study (same for every strategy; closure fitted on 20 000 snapshots).
+    LJ-800 keeps its config's data and schedule, in-process, with the study's MLP."""
+    if args.system == "lj800":
+        cfg.parallel.scheduler = None
+        cfg.threads = 1
+        cfg.training.members = 1
+        cfg.model = cfg.model.model_validate(LJ_MODEL)
+        return cfg
     cfg.data.n_train_trajectories = args.train_trajectories
     cfg.data.n_test_trajectories = args.test_trajectories
     cfg.closure.max_configs = 20_000
@@ -53,7 +66,8 @@ def small(cfg, args):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default=str(HERE.parent / "configs" / "predator_prey.yaml"))
+    ap.add_argument("--system", default="predator_prey", choices=list(SYSTEMS))
+    ap.add_argument("--config", default=None, help="default: configs/predator_prey.yaml or configs/lj800.yaml")
     ap.add_argument("--budgets", type=int, nargs="+", default=[30_000, 60_000, 150_000])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
@@ -62,14 +76,20 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--train-trajectories", type=int, default=1000)
     ap.add_argument("--test-trajectories", type=int, default=100)
-    ap.add_argument("--work", default="runs/sampling_full")
+    ap.add_argument("--work", default=None, help="default: runs/sampling_full (predator-prey), runs/sampling_lj800")
+    ap.add_argument("--prepare-only", action="store_true", help="simulate and fit the per-seed closures, then stop")
     ap.add_argument("--name", default="sampling_strategies")
     ap.add_argument("--resume", action="store_true",
                     help="keep the records already in results/NAME.json and run only the missing ones")
     args = ap.parse_args()
-    schedule = (f"epochs {args.epochs}, stop_patience {args.stop_patience}, batch {args.batch_size}, "
-                f"{args.train_trajectories} train / {args.test_trajectories} test trajectories, closure on 20000 snapshots")
+    args.config = args.config or str(HERE.parent / "configs" / SYSTEMS[args.system])
+    args.work = args.work or ("runs/sampling_full" if args.system == "predator_prey" else "runs/sampling_lj800")
     base = small(load_config(args.config), args)
+    t = base.training
+    schedule = (f"epochs {t.epochs}, stop_patience {t.stop_patience}, batch {t.batch_size}, select {t.select}, "
+                f"model {base.model.kind} {base.model.hidden}, {base.data.n_train_trajectories} train / "
+                f"{base.data.n_test_trajectories} test trajectories"
+                + (", closure on 20000 snapshots" if args.system == "predator_prey" else ", closure as configured"))
     work = Path(args.work)
     shared = {}
     for seed in args.seeds:
@@ -77,13 +97,15 @@ def main() -> None:
                            progress=False)
         simulate(shared[seed])
         closure_stage(shared[seed])
+    if args.prepare_only:
+        return
     records = read_records(args.name) if args.resume else []
-    have = {(r["strategy"], r["seed"], r["budget"]) for r in records}
+    have = {(r["system"], r["strategy"], r["seed"], r["budget"]) for r in records}
     for budget in args.budgets:
         for name in args.strategies:
             sampling, labelling = STRATEGIES[name]
             for seed in args.seeds:
-                if (name, seed, budget) in have:
+                if (base.system.name, name, seed, budget) in have:
                     continue
                 cfg = base.model_copy(deep=True)
                 cfg.seed = seed
@@ -91,26 +113,45 @@ def main() -> None:
                 out = work / f"seed{seed}" / f"{sampling}_{labelling}_b{budget}"
                 t0 = time.perf_counter()
                 run, m = run_on_shared(shared[seed].out, cfg, out)
-                records.append({"system": "predator_prey", "strategy": name, "seed": seed, "budget": budget,
+                records.append({"system": base.system.name, "strategy": name, "seed": seed, "budget": budget,
                                 "force_evaluations": m["force_evaluations"],
                                 "counter_labels": run.system.counter.labels,
                                 "error_at_budget": m["rollout_rel_error"],
                                 "wall_seconds": round(time.perf_counter() - t0, 1)})
                 print(records[-1], flush=True)
-                finish(records, args.name, schedule)
+                finish(records, args.name, {base.system.name: schedule})
 
 
-def finish(records: list[dict], name: str, schedule: str) -> None:
+def finish(records: list[dict], name: str, schedule: dict) -> None:
     for r in records:
         done = sorted((q["budget"], q["error_at_budget"]) for q in records
-                      if q["strategy"] == r["strategy"] and q["seed"] == r["seed"])
+                      if (q["system"], q["strategy"], q["seed"]) == (r["system"], r["strategy"], r["seed"]))
         r["evaluations_to_tol"] = next((b for b, e in done if e <= E_TOL), None)
-    write_results(name, records, e_tol=E_TOL, schedule=schedule)
+    old = read_schedule(name)
+    write_results(name, records, e_tol=E_TOL, schedule={**old, **schedule})
     plot(records, HERE / "results" / f"{name}.png")
 
 
+def read_schedule(name: str) -> dict:
+    """The per-system schedules already in results/NAME.json (older files hold one string)."""
+    import json
+
+    path = HERE / "results" / f"{name}.json"
+    old = json.loads(path.read_text()).get("schedule", {}) if path.exists() else {}
+    return old if isinstance(old, dict) else {"predator_prey": old}
+
+
 def plot(records: list[dict], path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(6, 4.2))
+    systems = sorted({r["system"] for r in records}, key=lambda s: s != "predator_prey")
+    fig, axes = plt.subplots(1, len(systems), figsize=(6 * len(systems), 4.2), squeeze=False)
+    for ax, system in zip(axes[0], systems):
+        _panel(ax, [r for r in records if r["system"] == system], system)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _panel(ax, records: list[dict], system: str) -> None:
     for i, name in enumerate(STRATEGIES):
         rs = [r for r in records if r["strategy"] == name]
         if not rs:
@@ -124,11 +165,8 @@ def plot(records: list[dict], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("force evaluations (budget)")
     ax.set_ylabel("rollout relative error (mean ± std over seeds)")
-    ax.set_title("predator–prey, L_x,p p=0.2")
+    ax.set_title("predator–prey, L_x,p p=0.2" if system == "predator_prey" else "LJ-800, L_x,p p=1/16, MLP")
     ax.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 if __name__ == "__main__":
