@@ -19,6 +19,7 @@ budget, error_at_budget, evaluations_to_tol, force_evaluations``) and .png.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import read_records, write_results  # noqa: E402
+from common import RESULTS, read_records, write_results  # noqa: E402
+from lj800_study import MODELS  # noqa: E402
 from macrodyn import Run, load_config  # noqa: E402
 from macrodyn.pipeline import closure_stage, run_on_shared, simulate  # noqa: E402
 
@@ -42,7 +44,6 @@ STRATEGIES = {"fixed-uniform (paper)": ("uniform", "fixed"),
 
 
 SYSTEMS = {"predator_prey": "predator_prey.yaml", "lj800": "lj800.yaml"}
-LJ_MODEL = {"kind": "mlp", "hidden": [256, 256], "activation": "relu"}  # as in benchmarks/lj800_study.py
 
 
 def small(cfg, args):
@@ -52,7 +53,7 @@ def small(cfg, args):
         cfg.parallel.scheduler = None
         cfg.threads = 1
         cfg.training.members = 1
-        cfg.model = cfg.model.model_validate(LJ_MODEL)
+        cfg.model = cfg.model.model_validate(MODELS["mlp"])
         return cfg
     cfg.data.n_train_trajectories = args.train_trajectories
     cfg.data.n_test_trajectories = args.test_trajectories
@@ -71,6 +72,7 @@ def main() -> None:
     ap.add_argument("--budgets", type=int, nargs="+", default=[30_000, 60_000, 150_000])
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     ap.add_argument("--strategies", nargs="+", default=list(STRATEGIES))
+    # the schedule options below apply to predator-prey; LJ-800 keeps its config's
     ap.add_argument("--epochs", type=int, default=2000)
     ap.add_argument("--stop-patience", type=int, default=100)
     ap.add_argument("--batch-size", type=int, default=256)
@@ -133,12 +135,9 @@ def finish(records: list[dict], name: str, schedule: dict) -> None:
 
 
 def read_schedule(name: str) -> dict:
-    """The per-system schedules already in results/NAME.json (older files hold one string)."""
-    import json
-
-    path = HERE / "results" / f"{name}.json"
-    old = json.loads(path.read_text()).get("schedule", {}) if path.exists() else {}
-    return old if isinstance(old, dict) else {"predator_prey": old}
+    """The per-system schedules already in results/NAME.json ({} if none)."""
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()).get("schedule", {}) if path.exists() else {}
 
 
 def plot(records: list[dict], path: Path) -> None:
