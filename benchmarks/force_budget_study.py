@@ -1,19 +1,30 @@
 """Force budget vs system size (issue 5, the paper's Figure 4) through ``macrodyn study force-budget``.
 
-Runs (or resumes) the study of ``configs/lj_scaling.yaml`` in ``--work`` and writes
-benchmarks/results/force_budget_study.json (records ``n_atoms, loss, evaluations_to_tol,
-configs_to_tol, labelling_seconds, error_at_tol``; every trained or labelled point under
-``points``) and the two figures as benchmarks/results/force_budget_*.png.
+Two parts, both resumable:
 
-    python benchmarks/force_budget_study.py [--size 800 --size 2700 --size 6400] [--label-only]
+1. the study of ``configs/lj_scaling.yaml`` in ``--work``: per size and loss, the
+   smallest training set whose members reach e_tol (``--loss`` runs one loss, so two
+   processes, one per loss, can share ``--work``; ``--skip-train`` only collects);
+2. the labelling cost: a label-only study in ``--label-work`` on the same trajectories
+   (linked from ``--work``), both losses at ``--label-configs`` configurations, timed with
+   nothing else running (``--skip-label`` skips it).
+
+Writes benchmarks/results/force_budget_study.json (records ``n_atoms, loss,
+evaluations_to_tol, configs_to_tol, labelling_seconds, error_at_tol``; every trained
+point under ``points``, the label-only ones under ``labelling_points``) and the two
+figures as benchmarks/results/force_budget_*.png.
+
+    python benchmarks/force_budget_study.py [--size 800 --size 2700 --size 6400] [--loss L_xp]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 from pathlib import Path
 
 from common import RESULTS, write_results
+from macrodyn.io import load_json
 from macrodyn.study import labelling_ratio, load_study, run_study
 
 HERE = Path(__file__).parent
@@ -23,22 +34,42 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(HERE.parent / "configs" / "lj_scaling.yaml"))
     ap.add_argument("--size", type=int, action="append", dest="sizes", help="sizes to run (default 800 2700 6400)")
-    ap.add_argument("--label-only", action="store_true", help="time labelling only, train nothing")
+    ap.add_argument("--loss", action="append", dest="losses", help="only this loss (repeatable)")
     ap.add_argument("--work", default="runs/lj_scaling")
+    ap.add_argument("--label-work", default="runs/lj_scaling_labels")
+    ap.add_argument("--label-configs", type=int, action="append", help="label-only training-set sizes "
+                    "(default 1000)")
+    ap.add_argument("--skip-train", action="store_true", help="collect the study in --work, train nothing new")
+    ap.add_argument("--skip-label", action="store_true", help="no label-only timing")
     args = ap.parse_args()
+    study, work, label_work = load_study(args.config), Path(args.work), Path(args.label_work)
     sizes = args.sizes or [800, 2700, 6400]
-    res = run_study(load_study(args.config), args.work, sizes, label_only=args.label_only)
-    ratios = {n: {"labelling_wall": labelling_ratio(res["points"], n),
-                  "force_calls": labelling_ratio(res["points"], n, "labelling_force_seconds")} for n in sizes}
-    write_results("force_budget_study", res["records"], points=res["points"], config=Path(args.config).name,
-                  label_only=args.label_only, labelling_ratio_L_z_over_L_xp=ratios,
-                  note="labelling_seconds: wall time of the label stage (gathering the configurations from the "
-                       "trajectory store, force calls, writing x and the forces); labelling_force_seconds: time "
-                       "inside the force calls alone. One process, 1 torch thread, 2-core machine.")
-    for fig in ("force_budget.png", "labelling_seconds.png"):
-        src = Path(args.work) / "figures" / fig
+    if args.skip_train:
+        res = load_json(work / "study.json")
+    else:
+        res = run_study(study, work, sizes, losses=args.losses)
+    lab = {"points": []}
+    if not args.skip_label:
+        for n in sizes:  # the same trajectories as the training study (simulated there if missing)
+            link = label_work / f"{study.size_param}{n}" / "shared"
+            if not link.exists() and (work / f"{study.size_param}{n}" / "shared").exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink((work / f"{study.size_param}{n}" / "shared").resolve(), link)
+        lab = run_study(study, label_work, sizes, label_only=True, label_configs=args.label_configs or [1000])
+    ratios = {n: {"labelling_wall": labelling_ratio(lab["points"], n),
+                  "force_calls": labelling_ratio(lab["points"], n, "labelling_force_seconds")} for n in sizes}
+    write_results("force_budget_study", res["records"], points=res["points"], labelling_points=lab["points"],
+                  config=Path(args.config).name, labelling_ratio_L_z_over_L_xp=ratios,
+                  note="points: trained study points (two processes, one per loss, on the 2 cores); "
+                       "labelling_points: label-only runs on the same trajectories, one process, nothing else "
+                       "running. labelling_seconds: wall time of the label stage (reading the chosen snapshots "
+                       "from the trajectory store, force calls, writing forces and snapshot references); "
+                       "labelling_force_seconds: time inside the force calls alone. 1 torch thread.")
+    figures = {work / "figures" / "force_budget.png": "force_budget_evaluations.png",
+               label_work / "figures" / "labelling_seconds.png": "force_budget_labelling_seconds.png"}
+    for src, name in figures.items():
         if src.exists():
-            shutil.copy(src, RESULTS / f"force_budget_{fig.removesuffix('.png').replace('force_budget', 'evaluations')}.png")
+            shutil.copy(src, RESULTS / name)
     print(ratios)
 
 

@@ -52,10 +52,12 @@ def test_allen_cahn_end_to_end(tmp_path):
     with torch.no_grad():
         e_all = obs(torch.as_tensor(train.reshape(-1, 256)))[:, 0].numpy()
         labels = ChunkedTable.open(run.store, "labels").read()
-        e_lab = obs(torch.as_tensor(labels["x"]))[:, 0].numpy()
+        x_lab = train[labels["where"][:, 0], labels["where"][:, 1]]  # labels point at training snapshots
+        e_lab = obs(torch.as_tensor(x_lab))[:, 0].numpy()
     assert (e_all <= THRESHOLD).sum() >= 10, "the tiny run should have low-energy snapshots to exclude"
     assert (e_all > THRESHOLD).sum() >= m["n_configs"]
-    assert labels["x"].shape == (40, 256) and labels["f"].shape == (40, 16)
+    assert labels["where"].shape == (40, 2) and labels["f"].shape == (40, 16) and "x" not in labels
+    assert len(np.unique(labels["where"], axis=0)) == 40  # distinct snapshots
     assert e_lab.min() > THRESHOLD
 
     figs = tmp_path / "run" / "figures"

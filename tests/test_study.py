@@ -108,3 +108,47 @@ def _write(tmp_path, data):
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def test_steps_scale_epochs_and_epoch_counted_settings():
+    """With ``steps``, every training-set size gets about that many optimiser steps, and the
+    patiences and scoring interval keep their share of the fit."""
+    run = {**RUN, "training": {"epochs": 100, "batch_size": 50, "val_fraction": 0.1, "lr_patience": 10,
+                               "stop_patience": 20, "select_every": 5, "chunk_configs": 250}}
+    study = ForceBudgetStudy.model_validate({**STUDY, "run": run, "steps": 900})
+    for n_configs in (250, 500, 1000):
+        t = point_config(study, 8, "L_xp", n_configs).training
+        per_epoch = -(-round(0.9 * n_configs) // 50)
+        assert t.epochs == -(-900 // per_epoch) and 900 <= t.epochs * per_epoch < 900 + per_epoch
+        scale = t.epochs / 100
+        assert (t.lr_patience, t.stop_patience, t.select_every) == (round(10 * scale), round(20 * scale),
+                                                                    round(5 * scale))
+    plain = ForceBudgetStudy.model_validate(STUDY)
+    assert point_config(plain, 8, "L_xp", 1000).training.epochs == point_config(plain, 8, "L_xp", 250).training.epochs
+
+
+@pytest.mark.parametrize("search", ["ascending", "bisect"])
+@pytest.mark.parametrize("threshold", [250, 1000, 2000, 8000, None])
+def test_search_finds_the_smallest_training_set_within_tolerance(search, threshold):
+    """A monotone error (within tolerance from ``threshold`` configurations on): both searches
+    find ``threshold``; bisect trains at most ceil(log2(len + 1)) points."""
+    from macrodyn.study import _search, summarise
+
+    configs = [250, 500, 1000, 2000, 4000, 8000]
+    study = ForceBudgetStudy.model_validate({**STUDY, "configs": configs, "search": search, "e_tol": 1.0})
+
+    def train(n):
+        err = 0.5 if threshold is not None and n >= threshold else 2.0
+        return {"n_atoms": 8, "loss": "L_xp", "n_configs": n, "force_evaluations": 4 * n, "rollout_rel_error": err,
+                "rollout_rel_error_std": 0.0, "n_members": 1, "labelling_seconds": 1.0,
+                "labelling_force_seconds": 0.5, "training_seconds": 1.0}
+
+    points = []
+    _search(study, train, points)
+    rec = summarise(study, points)["records"]
+    assert [r["loss"] for r in rec] == ["L_xp"]  # only the losses that ran
+    assert rec[0]["configs_to_tol"] == threshold
+    if search == "bisect":
+        assert len(points) <= 3 and len({p["n_configs"] for p in points}) == len(points)
+    else:
+        assert len(points) == (configs.index(threshold) + 1 if threshold else len(configs))

@@ -136,6 +136,10 @@ def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. confi
                  sizes: Optional[list[int]] = typer.Option(None, "--size", help="Only these sizes (repeatable)."),
                  label_only: bool = typer.Option(False, "--label-only", help="Simulate and label every point, "
                                                  "time the labelling, train nothing."),
+                 losses: Optional[list[str]] = typer.Option(None, "--loss", help="Only these losses (repeatable; "
+                                                            "two processes, one per loss, may share --out)."),
+                 label_configs: Optional[list[int]] = typer.Option(None, "--label-configs", help="With --label-only: "
+                                                                   "only these training-set sizes (repeatable)."),
                  quiet: bool = QUIET):
     """Force evaluations to reach the rollout tolerance vs system size, L_z vs L_x,p (Figure 4)."""
     from macrodyn.study import labelling_ratio, load_study, run_study
@@ -144,7 +148,11 @@ def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. confi
     unknown = sorted(set(sizes or []) - set(study.sizes))
     if unknown:
         raise InputError(f"--size {unknown} not in the study's sizes {study.sizes}.")
-    result = run_study(study, out, sizes, progress=not quiet, label_only=label_only)
+    bad = sorted(set(losses or []) - set(study.losses))
+    if bad:
+        raise InputError(f"--loss {bad} not in the study's losses {study.losses}.")
+    result = run_study(study, out, sizes, progress=not quiet, label_only=label_only, losses=losses,
+                       label_configs=label_configs)
     typer.echo(f"\n{'atoms':>7} {'loss':>5} {'evals to tol':>13} {'configs':>8} {'error':>9} {'label s':>8}")
     for r in result["records"]:
         ev = f"{r['evaluations_to_tol']:.3g}" if r["evaluations_to_tol"] else f"> {r['largest_tried_configs']} cfg"

@@ -5,6 +5,7 @@ configuration; d: macroscopic dimension (given observables first, then closure).
 """
 
 X = "x"                  # configurations (B, N), float
+WHERE = "where"          # (trajectory, snapshot) of a labelled configuration in the train table (B, 2), int64
 INDEX = "idx"            # sampled coordinate indices (B, k), int64, in [0, N)
 FORCES = "f"             # forces at INDEX (B, k); full forces (B, N) for L_z labels
 WEIGHTS = "w"            # importance weights at INDEX (B, k); 1 for uniform subsets

@@ -7,7 +7,8 @@ seeded per stage and per chunk, so the result does not depend on where it stoppe
 Run folder::
 
     config.yaml          the validated config
-    data.zarr/           tables train, test (trajectories) and labels (x, idx, f)
+    data.zarr/           tables train, test (trajectories) and labels (where, idx, f): a label
+                         points at its training snapshot instead of copying it
     closure.pt           closure autoencoder + training history
     dynamics/member_K.pt macroscopic models + histories
     metrics.json         the numbers (force evaluations, rollout error, timings)
@@ -42,6 +43,8 @@ from macrodyn.training.features import _batch_jacobian_rows, compute_features, l
 from macrodyn.training.losses import make_loss
 from macrodyn.training.sampling import OnDemandLabeller, expand_unit_weights, make_sampler, pinv_row_scores
 
+#: snapshots at least this large are stored one per file (data.store: labelling reads them singly)
+SNAPSHOT_FILE_BYTES = 64 * 1024
 STAGES = ("simulate", "label", "closure", "dynamics", "evaluate", "report")
 _STREAM = {"train": 11, "test": 12, "labels": 13, "pick": 14}  # independent RNG streams
 
@@ -154,9 +157,10 @@ def simulate(run: Run) -> None:
     d = run.cfg.data
     sys_ = run.system
     n_saved = d.n_steps // d.save_every + 1
+    layout = ("snapshots",) if sys_.n_coords * 8 >= SNAPSHOT_FILE_BYTES else ()
     for name, n in (("train", d.n_train_trajectories), ("test", d.n_test_trajectories)):
         table = ChunkedTable.create(run.store, name, n, d.chunk_trajectories,
-                                    {K.TRAJ: ((n_saved, sys_.n_coords), "float64")},
+                                    {K.TRAJ: ((n_saved, sys_.n_coords), "float64", *layout)},
                                     {"system": run.cfg.system.model_dump(), "seed": run.cfg.seed,
                                      "n_steps": d.n_steps, "save_every": d.save_every, "dt": sys_.dt})
         for_each_chunk(run, simulate_chunk, [(name, c) for c in table.missing_chunks()], f"simulate {name}")
@@ -226,8 +230,7 @@ def label_stage(run: Run) -> None:
     kc = k * sys_.coords_per_unit
     where = pick_configs(run, n)
     table = ChunkedTable.create(run.store, "labels", n, t.chunk_configs,
-                                {K.X: ((sys_.n_coords,), "float64"), K.INDEX: ((kc,), "int64"),
-                                 K.FORCES: ((kc,), "float64"),
+                                {K.WHERE: ((2,), "int64"), K.INDEX: ((kc,), "int64"), K.FORCES: ((kc,), "float64"),
                                  **({K.WEIGHTS: ((kc,), "float64")} if t.sampling == "importance" else {})},
                                 {"loss": t.loss, "p": t.p, "budget": t.budget, "seed": run.cfg.seed,
                                  **({"sampling": "importance", "importance_mix": t.importance_mix}
@@ -245,27 +248,26 @@ def label_chunk(run: Run, c: int, where: np.ndarray) -> None:
     table = ChunkedTable.open(run.store, "labels")
     if table.done()[c]:
         return
-    x = _gather_snapshots(ChunkedTable.open(run.store, "train"), where)
+    x = ChunkedTable.open(run.store, "train").gather(K.TRAJ, where)
     if run.cfg.training.sampling == "importance":  # scores from the closure's J⁺ rows, no forces
         t = run.cfg.training
         score = pinv_row_scores(closure_stage(run), x, sys_.coords_per_unit)
         units, w = make_sampler(t.sampling, run.units_per_config, t.importance_mix)(
             sys_.n_units, run.rng("labels", c), score=score)
         idx = sys_.unit_coords(units)
-        table.write_chunk(c, **{K.X: x, K.INDEX: idx, K.FORCES: label(sys_, x, idx),
+        table.write_chunk(c, **{K.WHERE: where, K.INDEX: idx, K.FORCES: label(sys_, x, idx),
                                 K.WEIGHTS: expand_unit_weights(w, sys_.coords_per_unit)})
         return
     idx = sys_.unit_coords(sample_units(len(x), sys_.n_units, run.units_per_config, run.rng("labels", c)))
-    table.write_chunk(c, **{K.X: x, K.INDEX: idx, K.FORCES: label(sys_, x, idx)})
+    table.write_chunk(c, **{K.WHERE: where, K.INDEX: idx, K.FORCES: label(sys_, x, idx)})
 
 
-def _gather_snapshots(traj: ChunkedTable, where: np.ndarray) -> np.ndarray:
-    out = np.empty((len(where), traj.group[K.TRAJ].shape[-1]))
-    for c in np.unique(where[:, 0] // traj.chunk_rows):
-        sel = np.flatnonzero(where[:, 0] // traj.chunk_rows == c)
-        block = traj.read_chunk(int(c), [K.TRAJ])[K.TRAJ]
-        out[sel] = block[where[sel, 0] - c * traj.chunk_rows, where[sel, 1]]
-    return out
+def labelled_configs(run: Run, lab: dict[str, np.ndarray]) -> np.ndarray:
+    """The configurations ``(M, N)`` of labels ``lab`` (read from the train table; label
+    tables written before labels pointed at snapshots hold them in column ``x``)."""
+    if K.X in lab:
+        return lab[K.X]
+    return ChunkedTable.open(run.store, "train").gather(K.TRAJ, lab[K.WHERE])
 
 
 def make_closure(run: Run) -> ClosureAutoencoder:
@@ -316,16 +318,20 @@ def device(run: Run) -> torch.device:
 
 
 def features_for(run: Run, ae: ClosureAutoencoder) -> dict[str, torch.Tensor]:
-    lab = ChunkedTable.open(run.store, "labels").read()
-    return {k: v.to(device(run)) for k, v in compute_features(ae, lab[K.X], lab[K.INDEX], lab[K.FORCES],
-                                                              w=lab.get(K.WEIGHTS)).items()}
+    """Features of the stored labels, computed chunk by chunk of the labels table (so only
+    one chunk's configurations are in memory: 16 000 of them are 4.9 GB at 6 400 atoms)."""
+    parts = []
+    for lab in ChunkedTable.open(run.store, "labels").iter_chunks():
+        parts.append(compute_features(ae, labelled_configs(run, lab), lab[K.INDEX], lab[K.FORCES],
+                                      w=lab.get(K.WEIGHTS), rows=run.cfg.training.loss != "L_z"))
+    return {k: torch.cat([p[k] for p in parts]).to(device(run)) for k in parts[0]}
 
 
 def on_demand_labeller(run: Run, ae: ClosureAutoencoder) -> tuple[OnDemandLabeller, dict[str, torch.Tensor], tuple]:
     """Pool of unlabelled configurations (their ``z`` and ``J⁺`` rows), a labeller holding the budget,
     and standardisation statistics from a first fresh label of up to 1 000 of them (cached, reused)."""
     sys_, t = run.system, run.cfg.training
-    x = _gather_snapshots(ChunkedTable.open(run.store, "train"), pick_configs(run, run.n_configs))
+    x = ChunkedTable.open(run.store, "train").gather(K.TRAJ, pick_configs(run, run.n_configs))
     z, P = [], []
     with torch.no_grad():
         ae64 = ae.double()
@@ -351,14 +357,15 @@ def save_on_demand_labels(run: Run, lab: OnDemandLabeller) -> None:
     """Write every cached (configuration, subset) label to the ``labels`` table (counted by evaluate)."""
     rows = [(i, *e) for i, es in enumerate(lab.cache) for e in es]
     kc, t = len(rows[0][1]), run.cfg.training
+    where = pick_configs(run, run.n_configs)  # the pool the labeller was built on (deterministic)
     table = ChunkedTable.create(run.store, "labels", len(rows), t.chunk_configs,
-                                {K.X: ((run.system.n_coords,), "float64"), K.INDEX: ((kc,), "int64"),
+                                {K.WHERE: ((2,), "int64"), K.INDEX: ((kc,), "int64"),
                                  K.FORCES: ((kc,), "float64"), K.WEIGHTS: ((kc,), "float64")},
                                 {"loss": t.loss, "p": t.p, "budget": t.budget, "seed": run.cfg.seed,
                                  "labelling": "on_demand", "spent": lab.spent})
     for c in table.missing_chunks():
         part = rows[table.chunk_slice(c)]
-        table.write_chunk(c, **{K.X: lab.x[[r[0] for r in part]], K.INDEX: np.stack([r[1] for r in part]),
+        table.write_chunk(c, **{K.WHERE: where[[r[0] for r in part]], K.INDEX: np.stack([r[1] for r in part]),
                                 K.FORCES: np.stack([r[2] for r in part]), K.WEIGHTS: np.stack([r[3] for r in part])})
 
 

@@ -10,6 +10,8 @@ point: macrodyn computes only the forces it uses, so L_x,p's saving shows in sec
 """
 from __future__ import annotations
 
+import fcntl
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
@@ -35,6 +37,14 @@ class ForceBudgetStudy(_Strict):
     units_per_config: int = Field(50, gt=0, description="units (atoms) labelled per configuration for L_xp")
     configs: list[int] = Field(description="training-set sizes tried in order (multiples of 250)", min_length=1)
     e_tol: float = Field(3.0e-3, gt=0.0, description="rollout tolerance")
+    search: Literal["ascending", "bisect"] = Field(
+        "ascending", description="ascending: try configs in order until one reaches e_tol; bisect: halve the "
+        "bracket (log2 of the points; assumes the error falls as the training set grows)")
+    steps: int | None = Field(None, gt=0, description="optimiser steps per point: each point's epochs, and with "
+                              "them the epoch-counted lr_patience, stop_patience, select_every and "
+                              "checkpoint_every of run.training, are scaled so every training-set size gets "
+                              "about this many steps (a fixed epoch count starves the small sets); null: "
+                              "run.training.epochs for every point")
 
     @field_validator("configs")
     @classmethod
@@ -77,62 +87,59 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
     data["name"] = f"{study.run.name}_{size}" + (f"_{loss}_c{n_configs}" if loss else "")
     cfg = parse_config(data, "study point")  # validated, so it compares equal when the point is resumed
     n_units = build_system(cfg.system.name, cfg.system.params).n_units
+    t = cfg.training
     if loss == "L_z":
-        cfg.training.loss, cfg.training.p, cfg.training.budget = "L_z", 1.0, n_configs * n_units
+        t.loss, t.p, t.budget = "L_z", 1.0, n_configs * n_units
     elif loss == "L_xp":
         k = min(study.units_per_config, n_units)
-        cfg.training.loss, cfg.training.p, cfg.training.budget = "L_xp", k / n_units, n_configs * k
+        t.loss, t.p, t.budget = "L_xp", k / n_units, n_configs * k
+    if loss and study.steps:
+        per_epoch = -(-max(1, round(n_configs * (1 - t.val_fraction))) // t.batch_size)
+        epochs = -(-study.steps // per_epoch)
+        scale = epochs / t.epochs
+        for name in ("lr_patience", "stop_patience", "select_every", "checkpoint_every"):
+            if getattr(t, name):
+                setattr(t, name, max(1, round(getattr(t, name) * scale)))
+        t.epochs = epochs
     return cfg
 
 
 def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None = None,
-              progress: bool = True, label_only: bool = False) -> dict:
+              progress: bool = True, label_only: bool = False, losses: list[str] | None = None,
+              label_configs: list[int] | None = None) -> dict:
     """Run (or resume) the study; returns and writes ``out/study.json``.
 
-    ``label_only``: simulate and label every training-set size of every loss, time the
-    labelling, and train nothing (the labelling-cost half of the study, cheap).
+    ``label_only``: simulate and label the training-set sizes ``label_configs`` (default:
+    all) of every loss, time the labelling, and train nothing (the labelling-cost half).
+    ``losses``: only these losses (default: the study's). Several processes may share
+    ``out`` (e.g. one per loss): a size's shared stages are built under a file lock.
 
     ``records``: one per (size, loss) with ``n_atoms, loss, evaluations_to_tol,
     configs_to_tol, labelling_seconds, error_at_tol`` (None when no tried training set
-    reached the tolerance); ``points``: every trained point.
+    reached the tolerance); ``points``: every trained (or labelled) point.
     """
-    from macrodyn.pipeline import Run, closure_stage, label_stage, run_on_shared, share_stages, simulate
+    from macrodyn.pipeline import Run, closure_stage, simulate
 
     out = Path(out)
-    sizes = sizes or study.sizes
+    sizes, losses = sizes or study.sizes, losses or study.losses
     points = []
-    bar = tqdm(total=len(sizes) * len(study.losses) * len(study.configs), desc="study", disable=not progress)
+    bar = tqdm(total=len(sizes) * len(losses), desc="study (size, loss)", disable=not progress)
     for n_atoms in sizes:
-        shared = Run(point_config(study, n_atoms), out / f"{study.size_param}{n_atoms}" / "shared", progress=progress)
-        simulate(shared)
-        if not label_only:
-            closure_stage(shared)
-        for loss in study.losses:
-            for n_configs in study.configs:
-                folder = out / f"{study.size_param}{n_atoms}" / f"{loss}_c{n_configs}"
-                cfg = point_config(study, n_atoms, loss, n_configs)
-                if (folder / "metrics.json").exists():
-                    run, m = Run(cfg, folder, progress=False), load_json(folder / "metrics.json")
-                elif label_only:
-                    share_stages(shared.out, folder, closure=False)
-                    run = Run(cfg, folder, progress=False)
-                    label_stage(run)
-                    m = {"force_evaluations": run.n_configs * run.units_per_config, "rollout_rel_error": None,
-                         "rollout_rel_error_std": None, "n_members": 0}
-                else:
-                    run, m = run_on_shared(shared.out, cfg, folder)
-                points.append({"n_atoms": n_atoms, "loss": loss, "n_configs": n_configs,
-                               "force_evaluations": m["force_evaluations"],
-                               "rollout_rel_error": m["rollout_rel_error"],
-                               "rollout_rel_error_std": m["rollout_rel_error_std"], "n_members": m["n_members"],
-                               "labelling_seconds": run.timings.get("label"),
-                               "labelling_force_seconds": run.timings.get("label_forces"),
-                               "training_seconds": run.timings.get("dynamics")})
-                bar.update()
-                save_json(summarise(study, points), out / "study.json")
-                if m["rollout_rel_error"] is not None and m["rollout_rel_error"] <= study.e_tol:
-                    bar.update(len(study.configs) - study.configs.index(n_configs) - 1)
-                    break
+        folder = out / f"{study.size_param}{n_atoms}"
+        folder.mkdir(parents=True, exist_ok=True)
+        with _locked(folder / "shared.lock"):
+            shared = Run(point_config(study, n_atoms), folder / "shared", progress=progress)
+            simulate(shared)
+            if not label_only:
+                closure_stage(shared)
+        for loss in losses:
+            if label_only:
+                for n_configs in label_configs or study.configs:
+                    points.append(_label_point(study, shared.out, folder, n_atoms, loss, n_configs))
+            else:
+                _search(study, lambda n: _train_point(study, shared.out, folder, n_atoms, loss, n), points)
+            bar.update()
+            save_json(summarise(study, points), out / "study.json")
     bar.close()
     result = summarise(study, points)
     save_json(result, out / "study.json")
@@ -140,13 +147,74 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
     return result
 
 
+def _search(study: ForceBudgetStudy, train, points: list[dict]) -> None:
+    """Train points (``train(n_configs) -> point``) until the smallest training set of
+    ``study.configs`` within ``e_tol`` is found, or none is (see ``ForceBudgetStudy.search``)."""
+    ok = lambda p: p["rollout_rel_error"] is not None and p["rollout_rel_error"] <= study.e_tol  # noqa: E731
+    if study.search == "ascending":
+        for n_configs in study.configs:
+            points.append(train(n_configs))
+            if ok(points[-1]):
+                return
+        return
+    lo, hi = -1, len(study.configs)  # configs[lo] is known to miss, configs[hi] to reach (or hi past the end)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        points.append(train(study.configs[mid]))
+        lo, hi = (lo, mid) if ok(points[-1]) else (mid, hi)
+
+
+def _train_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
+    from macrodyn.pipeline import Run, run_on_shared
+
+    out = folder / f"{loss}_c{n_configs}"
+    cfg = point_config(study, n_atoms, loss, n_configs)
+    if (out / "metrics.json").exists():  # a finished point is not recomputed
+        run, m = Run(cfg, out, progress=False), load_json(out / "metrics.json")
+    else:
+        run, m = run_on_shared(shared, cfg, out)
+    return _point(run, m, n_atoms, loss, n_configs)
+
+
+def _label_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
+    from macrodyn.pipeline import Run, label_stage, share_stages
+
+    out = folder / f"{loss}_c{n_configs}"
+    share_stages(shared, out, closure=False)
+    run = Run(point_config(study, n_atoms, loss, n_configs), out, progress=False)
+    label_stage(run)
+    m = {"force_evaluations": run.n_configs * run.units_per_config, "rollout_rel_error": None,
+         "rollout_rel_error_std": None, "n_members": 0}
+    return _point(run, m, n_atoms, loss, n_configs)
+
+
+def _point(run, m: dict, n_atoms: int, loss: str, n_configs: int) -> dict:
+    return {"n_atoms": n_atoms, "loss": loss, "n_configs": n_configs, "force_evaluations": m["force_evaluations"],
+            "rollout_rel_error": m["rollout_rel_error"], "rollout_rel_error_std": m["rollout_rel_error_std"],
+            "n_members": m["n_members"], "labelling_seconds": run.timings.get("label"),
+            "labelling_force_seconds": run.timings.get("label_forces"),
+            "training_seconds": run.timings.get("dynamics")}
+
+
+@contextmanager
+def _locked(path: Path):
+    """An exclusive lock on ``path`` (POSIX ``flock``; released when the process dies)."""
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
     records = []
     for n_atoms in dict.fromkeys(p["n_atoms"] for p in points):
-        for loss in study.losses:
+        for loss in [lo for lo in study.losses if any(p["loss"] == lo for p in points)]:
             mine = [p for p in points if p["n_atoms"] == n_atoms and p["loss"] == loss]
             trained = [p for p in mine if p["rollout_rel_error"] is not None]
-            hit = next((p for p in trained if p["rollout_rel_error"] <= study.e_tol), None)
+            hit = min((p for p in trained if p["rollout_rel_error"] <= study.e_tol), key=lambda p: p["n_configs"],
+                      default=None)
             records.append({"n_atoms": n_atoms, "loss": loss, "e_tol": study.e_tol,
                             "evaluations_to_tol": hit and hit["force_evaluations"],
                             "configs_to_tol": hit and hit["n_configs"],

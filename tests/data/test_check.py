@@ -50,9 +50,13 @@ def test_nan_force_and_wrong_index(good_run, tmp_path):
     idx = g["idx"][:]
     idx[30, 0] = 100  # N = 100: out of range
     g["idx"][:] = idx
+    where = g["where"][:]
+    where[40, 1] = 31  # 300 steps saved every 10: snapshots 0..30
+    g["where"][:] = where
     problems = check_run(run)
     assert any("column f: NaN/Inf at row 7" in p for p in problems), problems
     assert any("index out of range" in p for p in problems), problems
+    assert any("points outside the train table (6, 31)" in p for p in problems), problems
 
 
 def test_missing_dataset(tmp_path):

@@ -55,3 +55,30 @@ def test_reopen_with_tuple_attrs(tmp_path):
     """Settings holding tuples (stored as JSON lists) reopen as the same table."""
     ChunkedTable.create(tmp_path / "s.zarr", "lab", 4, 2, COLS, {"t0_range": (0.5, 1.5)})
     ChunkedTable.create(tmp_path / "s.zarr", "lab", 4, 2, COLS, {"t0_range": (0.5, 1.5)})
+
+
+@pytest.mark.parametrize("layout", [(), ("snapshots",)])
+def test_gather_single_snapshots(tmp_path, rng, layout):
+    """gather returns column[i, t] for (i, t) pairs, in the order asked, with either layout;
+    the snapshot layout stores one chunk file per snapshot."""
+    traj = rng.standard_normal((7, 5, 6))
+    t = ChunkedTable.create(tmp_path / "s.zarr", "train", 7, 3, {"traj": ((5, 6), "float64", *layout)})
+    for c in range(t.n_chunks):
+        t.write_chunk(c, traj=traj[t.chunk_slice(c)])
+    where = np.array([[6, 4], [0, 0], [3, 2], [6, 4], [1, 3]])
+    np.testing.assert_array_equal(t.gather("traj", where), traj[where[:, 0], where[:, 1]])
+    np.testing.assert_array_equal(t.read()["traj"], traj)
+    chunks = t.group["traj"].chunks
+    assert chunks == ((1, 1, 6) if layout else (3, 5, 6))
+    with pytest.raises(InputError, match="out of range"):
+        t.gather("traj", np.array([[7, 0]]))
+
+
+def test_gather_refuses_incomplete_chunk_and_bad_layout(tmp_path, rng):
+    t = ChunkedTable.create(tmp_path / "s.zarr", "train", 4, 2, {"traj": ((3, 2), "float64", "snapshots")})
+    t.write_chunk(0, traj=rng.standard_normal((2, 3, 2)))
+    t.gather("traj", np.array([[1, 2]]))
+    with pytest.raises(InputError, match="incomplete"):
+        t.gather("traj", np.array([[2, 0]]))
+    with pytest.raises(InputError, match="snapshots"):
+        ChunkedTable.create(tmp_path / "s.zarr", "bad", 4, 2, {"x": ((3,), "float64", "snapshots")})

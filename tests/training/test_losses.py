@@ -121,3 +121,25 @@ def test_sample_units_distinct_and_uniform(rng):
     assert all(len(set(r)) == 3 for r in u[:100])
     counts = np.bincount(u.ravel(), minlength=10) / u.size
     np.testing.assert_allclose(counts, 0.1, atol=0.005)
+
+
+def test_latent_features_by_jvp_match_jacobian_and_finite_differences(setup, rng):
+    """rows=False (L_z: one forward-mode J·f, no J⁺ rows) gives the same z and J f as the
+    full-Jacobian path, with the labels in any coordinate order, and J f matches a central
+    difference of the encoder along f."""
+    s, x, ae, _ = setup
+    idx = np.stack([rng.permutation(20) for _ in range(len(x))])  # every coordinate, shuffled
+    f = label(s, x, idx)
+    ref = compute_features(ae, x, np.sort(idx, 1), np.take_along_axis(f, np.argsort(idx, 1), 1), dtype=torch.float64)
+    lz = compute_features(ae, x, idx, f, rows=False, dtype=torch.float64, batch=4)
+    assert set(lz) == {K.Z, K.JF, K.JF_ESTIMATE}
+    torch.testing.assert_close(lz[K.Z], ref[K.Z])
+    torch.testing.assert_close(lz[K.JF], ref[K.JF])
+    full_f = s.forces(x)
+    h = 1e-5
+    with torch.no_grad():
+        ae64 = ae.double()
+        fd = (ae64(torch.as_tensor(x + h * full_f)) - ae64(torch.as_tensor(x - h * full_f))) / (2 * h)
+    torch.testing.assert_close(lz[K.JF], fd, rtol=1e-6, atol=1e-8)
+    with pytest.raises(ValueError, match="every coordinate"):
+        compute_features(ae, x, idx[:, :5], f[:, :5], rows=False)

@@ -56,12 +56,16 @@ def check_run(out: str | Path, n_coords: int | None = None, coords_per_unit: int
                                     f"{int(table.chunk_slice(int(c)).start + bad[0])}")
             if K.INDEX in chunk:
                 idx = chunk[K.INDEX]
-                n = n_coords or chunk[K.X].shape[1]
+                n = n_coords or (chunk[K.X].shape[1] if K.X in chunk else root["train"][K.TRAJ].shape[-1])
                 if idx.min() < 0 or idx.max() >= n:
                     problems.append(f"table {name}, chunk {c}: index out of range [0, {n}) "
                                     f"(min {idx.min()}, max {idx.max()})")
                 if (np.diff(np.sort(idx, axis=1), axis=1) == 0).any():
                     problems.append(f"table {name}, chunk {c}: repeated index within a configuration")
+                if K.WHERE in chunk and "train" in names:
+                    w, shape = chunk[K.WHERE], root["train"][K.TRAJ].shape[:2]
+                    if (w < 0).any() or (w >= np.asarray(shape)).any():
+                        problems.append(f"table {name}, chunk {c}: a label points outside the train table {shape}")
                 if chunk[K.FORCES].shape != idx.shape:
                     problems.append(f"table {name}, chunk {c}: forces {chunk[K.FORCES].shape} vs index {idx.shape}")
         if name == "labels" and expected_evaluations is not None and done.all() and not problems:

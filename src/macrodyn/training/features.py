@@ -53,9 +53,14 @@ def _batch_jacobian_rows(fn, x: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, 1)
 
 
+#: bytes of float64 Jacobians ``(batch, d, N)`` held at once by :func:`compute_features`
+JACOBIAN_BYTES = 512 * 2**20
+
+
 @torch.no_grad()
 def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: np.ndarray, *,
-                     w: np.ndarray | None = None, batch: int = 512, dtype=torch.float32) -> dict[str, torch.Tensor]:
+                     w: np.ndarray | None = None, rows: bool = True, batch: int = 512,
+                     dtype=torch.float32) -> dict[str, torch.Tensor]:
     """Features of labelled configurations.
 
     Args:
@@ -63,14 +68,35 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
         x: ``(M, N)`` configurations; idx, f: ``(M, k)`` indices and forces there.
         w: ``(M, k)`` importance weights (``k/(N π_i)``, see :mod:`macrodyn.training.sampling`);
             None for uniform subsets (all 1).
+        rows: compute the ``J⁺`` rows (the ``L_x``/``L_x,p`` features). ``False`` needs every
+            coordinate labelled and returns only ``Z, JF, JF_ESTIMATE`` (``L_z``): ``J f`` is then
+            one forward-mode product per configuration instead of ``d`` reverse passes, and
+            nothing of size ``N`` is kept (``(M, N, d)`` rows are 10 GB at 6 400 atoms).
+        batch: configurations per step, capped so the Jacobians stay within ``JACOBIAN_BYTES``.
     Returns:
         ``{Z: (M, d), PINV_ROWS: (M, k, d), FORCES: (M, k), WEIGHTS: (M, k),
         JF_ESTIMATE: (M, d)}``, plus ``JF: (M, d)`` when every coordinate is labelled.
     """
     ae64 = ae.double()
     n = x.shape[1]
-    out = {K.Z: [], K.PINV_ROWS: [], K.JF_ESTIMATE: []}
     full = idx.shape[1] == n
+    if not rows:
+        if not full or w is not None:
+            raise ValueError("compute_features(rows=False) needs every coordinate labelled, unweighted (L_z)")
+        out = {K.Z: [], K.JF: []}
+        for s in range(0, len(x), batch):
+            xb = torch.as_tensor(x[s:s + batch], dtype=torch.float64)
+            fb = torch.take_along_dim(torch.as_tensor(f[s:s + batch], dtype=torch.float64),
+                                      torch.as_tensor(np.argsort(idx[s:s + batch], axis=1)), 1)
+            z, jf = torch.func.jvp(ae64, (xb,), (fb,))
+            out[K.Z].append(z)
+            out[K.JF].append(jf)
+        ae.float()
+        res = {k: torch.cat(v).to(dtype) for k, v in out.items()}
+        res[K.JF_ESTIMATE] = res[K.JF]
+        return res
+    batch = max(1, min(batch, JACOBIAN_BYTES // (8 * ae.dim * n)))
+    out = {K.Z: [], K.PINV_ROWS: [], K.JF_ESTIMATE: []}
     if full:
         out[K.JF] = []
     for s in range(0, len(x), batch):

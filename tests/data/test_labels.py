@@ -1,0 +1,31 @@
+"""Labels point at training snapshots; with either trajectory layout the stored forces are
+the system's forces at exactly those snapshots."""
+import numpy as np
+import pytest
+
+from macrodyn import keys as K
+from macrodyn.data import ChunkedTable
+
+
+@pytest.mark.parametrize("snapshot_files", [False, True])
+def test_labels_reference_their_snapshots(tmp_path, monkeypatch, snapshot_files):
+    from macrodyn import Run, parse_config, run_all
+    from macrodyn import pipeline
+
+    if snapshot_files:  # store every snapshot as its own chunk (the large-N layout)
+        monkeypatch.setattr(pipeline, "SNAPSHOT_FILE_BYTES", 8)
+    cfg = parse_config({"data": {"n_train_trajectories": 5, "n_test_trajectories": 2, "n_steps": 200,
+                                 "save_every": 10, "chunk_trajectories": 2},
+                        "training": {"budget": 600, "p": 0.1, "chunk_configs": 7}})
+    run = Run(cfg, tmp_path / "run", progress=False)
+    run_all(run, ("simulate", "label"))
+    train = ChunkedTable.open(run.store, "train")
+    assert (train.group[K.TRAJ].chunks[:2] == (1, 1)) == snapshot_files
+    traj = train.read()[K.TRAJ]
+    lab = ChunkedTable.open(run.store, "labels").read()
+    assert K.X not in lab and lab[K.WHERE].shape == (run.n_configs, 2)
+    x = traj[lab[K.WHERE][:, 0], lab[K.WHERE][:, 1]]
+    np.testing.assert_array_equal(pipeline.labelled_configs(run, lab), x)
+    full = run.system.forces(x)
+    np.testing.assert_allclose(lab[K.FORCES], np.take_along_axis(full, lab[K.INDEX], 1), rtol=1e-12, atol=1e-12)
+    assert len(np.unique(lab[K.WHERE], axis=0)) == run.n_configs  # distinct snapshots
