@@ -222,6 +222,7 @@ def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
                             "error_at_tol": hit and hit["rollout_rel_error"],
                             "error_at_tol_std": hit and hit["rollout_rel_error_std"],
                             "largest_tried_configs": max((p["n_configs"] for p in trained), default=None),
+                            "largest_tried_evaluations": max((p["force_evaluations"] for p in trained), default=None),
                             "best_error": min((p["rollout_rel_error"] for p in trained), default=None),
                             "reference_evaluations_to_tol": REFERENCE[loss].get(n_atoms)})
     return {"records": records, "points": points}
@@ -242,6 +243,11 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
         if rec:
             ax.loglog([r["n_atoms"] for r in rec], [r["evaluations_to_tol"] for r in rec], "o-", color=c,
                       label=f"{loss} (macrodyn)")
+        miss = [r for r in result["records"] if r["loss"] == loss and not r["evaluations_to_tol"]
+                and r.get("largest_tried_evaluations")]
+        if miss:  # tolerance not reached: the largest budget tried is a lower bound
+            ax.loglog([r["n_atoms"] for r in miss], [r["largest_tried_evaluations"] for r in miss], "^", color=c,
+                      mfc="none", ms=9, label=f"{loss} (macrodyn, not reached: > this)")
         ref = sorted(REFERENCE[loss].items())
         ax.loglog([n for n, _ in ref], [e for _, e in ref], "s--", color=c, alpha=0.5, label=f"{loss} (paper)")
     ax.set(xlabel="atoms N", ylabel="force evaluations to reach e_tol", title="force budget vs system size")

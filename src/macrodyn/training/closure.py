@@ -9,6 +9,7 @@ from tqdm.auto import tqdm
 
 from macrodyn.closure.autoencoder import ClosureAutoencoder
 from macrodyn.closure.jacobian import gram_condition_number
+from macrodyn.errors import InputError
 
 
 def closure_loss(ae: ClosureAutoencoder, x: torch.Tensor, cond_weight: float, closure_only: bool = False,
@@ -48,6 +49,12 @@ def fit_closure(ae: ClosureAutoencoder, x: np.ndarray, *, epochs: int, batch_siz
         for s in range(0, len(xt), batch_size):
             xb = xt[perm[s:s + batch_size]]
             loss, rec, kap = closure_loss(ae, xb, cond_weight, closure_only, cond_batch)
+            if not torch.isfinite(loss):  # fail here, not as NaN rollouts two stages later
+                raise InputError(
+                    f"closure training diverged in epoch {len(hist['loss']) + 1} (loss {loss.item()}, "
+                    f"reconstruction {rec.item():.3g}, κ {kap.item():.3g}): the encoder Jacobian lost rank. Lower "
+                    "closure.lr (the step a wide input layer takes grows with the number of coordinates) or "
+                    "closure.cond_weight, then rerun the closure stage.")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
