@@ -137,7 +137,11 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
                 for n_configs in label_configs or study.configs:
                     points.append(_label_point(study, shared.out, folder, n_atoms, loss, n_configs))
             else:
-                _search(study, lambda n: _train_point(study, shared.out, folder, n_atoms, loss, n), points)
+                def train(n, loss=loss):
+                    bar.set_postfix_str(f"{study.size_param}={n_atoms} {loss} {n} configs")
+                    return _train_point(study, shared.out, folder, n_atoms, loss, n)
+
+                _search(study, train, points)
             bar.update()
             save_json(summarise(study, points), out / "study.json")
     bar.close()

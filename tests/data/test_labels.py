@@ -29,3 +29,31 @@ def test_labels_reference_their_snapshots(tmp_path, monkeypatch, snapshot_files)
     full = run.system.forces(x)
     np.testing.assert_allclose(lab[K.FORCES], np.take_along_axis(full, lab[K.INDEX], 1), rtol=1e-12, atol=1e-12)
     assert len(np.unique(lab[K.WHERE], axis=0)) == run.n_configs  # distinct snapshots
+
+
+@pytest.mark.parametrize("min_observable", [None, 0.42])
+def test_closure_reads_only_its_subsample(tmp_path, monkeypatch, min_observable):
+    """With closure.max_configs the closure trains on the snapshots a load-everything-then-
+    subsample reference picks (same seeded draw over the kept snapshots), read one by one."""
+    import torch
+
+    from macrodyn import Run, parse_config, pipeline, run_all
+
+    cfg = parse_config({"data": {"n_train_trajectories": 5, "n_test_trajectories": 2, "n_steps": 200,
+                                 "save_every": 10, "chunk_trajectories": 2, "min_observable": min_observable},
+                        "closure": {"max_configs": 40, "epochs": 1}, "training": {"budget": 600, "p": 0.1}})
+    run = Run(cfg, tmp_path / "run", progress=False)
+    run_all(run, ("simulate",))
+    seen = {}
+    monkeypatch.setattr(pipeline, "fit_closure", lambda ae, x, **kw: seen.setdefault("x", x) is None or {})
+    pipeline.closure_stage(run)
+    traj = ChunkedTable.open(run.store, "train").read()[K.TRAJ]
+    if min_observable is None:
+        kept = traj.reshape(-1, traj.shape[-1])
+    else:
+        with torch.no_grad():
+            obs = run.system.observable()(torch.as_tensor(traj.reshape(-1, traj.shape[-1])))[:, 0].numpy()
+        kept = traj.reshape(-1, traj.shape[-1])[obs > min_observable]
+        assert 40 < len(kept) < len(obs)  # the threshold removes some snapshots
+    ref = kept[np.sort(run.rng("pick", 1).choice(len(kept), 40, replace=False))]
+    np.testing.assert_array_equal(seen["x"], ref)
