@@ -79,6 +79,10 @@ class ClosureConfig(_Strict):
     epochs: int = Field(10, gt=0)
     batch_size: int = Field(256, gt=0)
     lr: float = Field(1e-3, gt=0)
+    input_lr_coords: int | None = Field(
+        4800, gt=0, description="the encoder's input layer learns at lr·min(1, input_lr_coords/N): Adam moves every "
+        "weight by about lr, so that layer's outputs move in proportion to N, and at lr 1e-3 a 16 200-coordinate "
+        "input collapsed the closure Jacobian (LJ, 2 700 atoms); null: one lr for every layer")
     weight_decay: float = Field(1e-4, ge=0)
     cond_weight: float = Field(1e-6, ge=0, description="λ_cond of the condition-number penalty")
     cond_on: Literal["full", "closure"] = "full"

@@ -305,8 +305,8 @@ def closure_stage(run: Run) -> ClosureAutoencoder:
     ae = make_closure(run)
     hist = fit_closure(ae, x, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
                        cond_weight=c.cond_weight, closure_only=c.cond_on == "closure", cond_batch=c.cond_batch,
-                       seed=run.cfg.seed,
-                       progress=run.progress)
+                       input_lr_scale=min(1.0, c.input_lr_coords / x.shape[1]) if c.input_lr_coords else 1.0,
+                       seed=run.cfg.seed, progress=run.progress)
     save_torch({"state": ae.state_dict(), "history": hist}, path)
     run._timed("closure", time.perf_counter() - t0)
     return ae

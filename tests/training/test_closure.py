@@ -30,3 +30,18 @@ def test_fit_closure_divergence_is_a_clear_error(rng):
     with pytest.raises(InputError, match="closure training diverged in epoch 1.*closure.lr"):
         fit_closure(ae, _data(rng), epochs=2, batch_size=32, lr=1e9, weight_decay=0.0, cond_weight=1.0,
                     cond_batch=8, seed=0, progress=False)
+
+
+def test_input_layer_learns_at_the_scaled_rate(rng):
+    """One Adam step moves every input-layer weight by ~lr·scale and the other weights by ~lr
+    (Adam's first step is lr·sign(g)); scale 1 is the plain optimiser."""
+    x = _data(rng)
+    for scale in (1.0, 0.1):
+        torch.manual_seed(0)
+        ae = ClosureAutoencoder(BlockMeans(2), 20, 2, hidden=(16,))
+        before = {k: v.clone() for k, v in ae.state_dict().items()}
+        fit_closure(ae, x, epochs=1, batch_size=len(x), lr=1e-3, weight_decay=0.0, cond_weight=0.0,
+                    input_lr_scale=scale, seed=0, progress=False)
+        step = {k: (v - before[k]).abs().max().item() for k, v in ae.state_dict().items() if "weight" in k}
+        assert step["encoder.0.weight"] == pytest.approx(1e-3 * scale, rel=1e-3)
+        assert step["encoder.2.weight"] == pytest.approx(1e-3, rel=1e-3)

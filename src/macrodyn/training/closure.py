@@ -29,16 +29,19 @@ def closure_loss(ae: ClosureAutoencoder, x: torch.Tensor, cond_weight: float, cl
 
 def fit_closure(ae: ClosureAutoencoder, x: np.ndarray, *, epochs: int, batch_size: int, lr: float,
                 weight_decay: float, cond_weight: float, closure_only: bool = False, cond_batch: int | None = None,
-                seed: int = 0, progress: bool = True) -> dict:
+                input_lr_scale: float = 1.0, seed: int = 0, progress: bool = True) -> dict:
     """Train ``ae`` in place on configurations ``x`` ``(M, N)``; returns the loss history.
 
     The reconstruction error is measured in standardised coordinates so that all
-    coordinates count equally whatever their units.
+    coordinates count equally whatever their units. The encoder's input layer learns at
+    ``lr · input_lr_scale`` (see ``closure.input_lr_coords``).
     """
     gen = torch.Generator().manual_seed(seed)
     xt = torch.as_tensor(x, dtype=torch.float32)
     ae.fit_scaling(xt)
-    opt = torch.optim.Adam(ae.parameters(), lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
+    first = ae.encoder[0].weight
+    groups = [{"params": [first], "lr": lr * input_lr_scale}, {"params": [p for p in ae.parameters() if p is not first]}]
+    opt = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
     hist = {"loss": [], "reconstruction": [], "kappa": []}
     t0 = time.perf_counter()
     bar = tqdm(range(epochs), desc="closure AE", disable=not progress, leave=False)
