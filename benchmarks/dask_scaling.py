@@ -65,7 +65,7 @@ def main() -> None:
                     same = all(np.array_equal(ref[t][c], data[t][c]) for t in ref for c in ref[t])
                     d = cfg["data"]
                     rec = {"workers": workers, "scheduler": scheduler or "in-process", "seconds": round(seconds, 2),
-                           "configs": len(data["labels"]["x"]),
+                           "configs": len(data["labels"]["f"]),
                            "trajectories": d["n_train_trajectories"] + d["n_test_trajectories"],
                            "n_steps": d["n_steps"], "identical_to_in_process": same, "repeat": rep}
                     same_job = [r for r in records if r["trajectories"] == rec["trajectories"] and r["repeat"] == rep]

@@ -255,7 +255,7 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
         ref = sorted(REFERENCE[loss].items())
         ax.loglog([n for n, _ in ref], [e for _, e in ref], "s--", color=c, alpha=0.5, label=f"{loss} (paper)")
     ax.set(xlabel="atoms N", ylabel="force evaluations to reach e_tol", title="force budget vs system size")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     paths = [figs / "force_budget.png"]
     fig.savefig(paths[0], dpi=120)

