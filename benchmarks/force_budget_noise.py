@@ -60,7 +60,7 @@ def main() -> None:
         xp = []
         ae64 = ae.double()
         for s in range(0, len(x), 25):
-            J_T = _batch_jacobian_rows(ae64, torch.as_tensor(x[s:s + 25]))[:, 0]  # (b, N): rows of T
+            J_T = _batch_jacobian_rows(lambda xb: ae64(xb)[:, :1], torch.as_tensor(x[s:s + 25]))[:, 0]  # (b, N)
             for _ in range(args.draws):
                 sub = torch.as_tensor(run.system.unit_coords(sample_units(len(J_T), n, k, rng)))
                 est = (torch.gather(J_T, 1, sub) * torch.gather(full_f[s:s + 25], 1, sub)).sum(1) * (n / k)

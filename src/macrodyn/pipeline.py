@@ -58,7 +58,7 @@ class Run:
     system: MicroSystem | None = None
     progress: bool = True
     timings: dict = field(default_factory=dict)
-    cache: dict = field(default_factory=dict, repr=False)  # per-process: closure, features (fit_member)
+    cache: dict = field(default_factory=dict, repr=False)  # per-process: closure, features, snapshot pool
 
     def __post_init__(self):
         self.out = Path(self.out)
@@ -99,6 +99,11 @@ class Run:
     def _timed(self, stage: str, seconds: float) -> None:
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds
         save_json(self.timings, self.out / "stage_seconds.json")
+
+    @property
+    def n_saved(self) -> int:
+        """Snapshots saved per trajectory."""
+        return self.cfg.data.n_steps // self.cfg.data.save_every + 1
 
     # ------------------------------------------------------------ budget
     @property
@@ -156,11 +161,10 @@ def simulate(run: Run) -> None:
     t0 = time.perf_counter()
     d = run.cfg.data
     sys_ = run.system
-    n_saved = d.n_steps // d.save_every + 1
     layout = ("snapshots",) if sys_.n_coords * 8 >= SNAPSHOT_FILE_BYTES else ()
     for name, n in (("train", d.n_train_trajectories), ("test", d.n_test_trajectories)):
         table = ChunkedTable.create(run.store, name, n, d.chunk_trajectories,
-                                    {K.TRAJ: ((n_saved, sys_.n_coords), "float64", *layout)},
+                                    {K.TRAJ: ((run.n_saved, sys_.n_coords), "float64", *layout)},
                                     {"system": run.cfg.system.model_dump(), "seed": run.cfg.seed,
                                      "n_steps": d.n_steps, "save_every": d.save_every, "dt": sys_.dt})
         for_each_chunk(run, simulate_chunk, [(name, c) for c in table.missing_chunks()], f"simulate {name}")
@@ -203,18 +207,20 @@ def snapshot_mask(run: Run, traj: np.ndarray) -> np.ndarray:
 
 def snapshot_pool(run: Run) -> np.ndarray:
     """Flat indices ``trajectory · n_saved + snapshot`` of the training snapshots kept by
-    ``data.min_observable`` (all if unset), streamed chunk by chunk."""
+    ``data.min_observable`` (all if unset). With a threshold this streams the whole train
+    table, so the result is kept in ``run.cache`` for the closure and label stages."""
     d = run.cfg.data
-    n_saved = d.n_steps // d.save_every + 1
     if d.min_observable is None:
-        return np.arange(d.n_train_trajectories * n_saved)
-    train = ChunkedTable.open(run.store, "train")
-    return np.flatnonzero(np.concatenate([snapshot_mask(run, ch[K.TRAJ]).ravel() for ch in train.iter_chunks([K.TRAJ])]))
+        return np.arange(d.n_train_trajectories * run.n_saved)
+    if "pool" not in run.cache:
+        train = ChunkedTable.open(run.store, "train")
+        run.cache["pool"] = np.flatnonzero(np.concatenate([snapshot_mask(run, ch[K.TRAJ]).ravel()
+                                                           for ch in train.iter_chunks([K.TRAJ])]))
+    return run.cache["pool"]
 
 
 def _where(run: Run, flat: np.ndarray) -> np.ndarray:
-    n_saved = run.cfg.data.n_steps // run.cfg.data.save_every + 1
-    return np.stack([flat // n_saved, flat % n_saved], axis=1)
+    return np.stack([flat // run.n_saved, flat % run.n_saved], axis=1)
 
 
 def pick_configs(run: Run, n_configs: int) -> np.ndarray:

@@ -32,6 +32,10 @@ def check_run(out: str | Path, n_coords: int | None = None, coords_per_unit: int
         names = sorted(k for k, _ in root.groups())
     except Exception as e:
         return [f"{store}: unreadable ({e})"]
+    try:  # labels point into the train table (its problems are reported with the table itself)
+        train_shape = root["train"][K.TRAJ].shape if "train" in names else None
+    except Exception:
+        train_shape = None
     for name in names:
         try:
             table = ChunkedTable(root[name])
@@ -56,14 +60,14 @@ def check_run(out: str | Path, n_coords: int | None = None, coords_per_unit: int
                                     f"{int(table.chunk_slice(int(c)).start + bad[0])}")
             if K.INDEX in chunk:
                 idx = chunk[K.INDEX]
-                n = n_coords or (chunk[K.X].shape[1] if K.X in chunk else root["train"][K.TRAJ].shape[-1])
-                if idx.min() < 0 or idx.max() >= n:
+                n = n_coords or (chunk[K.X].shape[1] if K.X in chunk else train_shape and train_shape[-1])
+                if n and (idx.min() < 0 or idx.max() >= n):
                     problems.append(f"table {name}, chunk {c}: index out of range [0, {n}) "
                                     f"(min {idx.min()}, max {idx.max()})")
                 if (np.diff(np.sort(idx, axis=1), axis=1) == 0).any():
                     problems.append(f"table {name}, chunk {c}: repeated index within a configuration")
-                if K.WHERE in chunk and "train" in names:
-                    w, shape = chunk[K.WHERE], root["train"][K.TRAJ].shape[:2]
+                if K.WHERE in chunk and train_shape:
+                    w, shape = chunk[K.WHERE], train_shape[:2]
                     if (w < 0).any() or (w >= np.asarray(shape)).any():
                         problems.append(f"table {name}, chunk {c}: a label points outside the train table {shape}")
                 if chunk[K.FORCES].shape != idx.shape:
