@@ -6,8 +6,12 @@ study), per size:
 - ``sigma_thermal``: rms of ``(J f)_T − g_T(z)``, the exact temperature rate minus what the
   point's trained L_z models (mean of the members) predict from ``z``: the part of an exact
   label no function of ``z`` can fit (thermal fluctuation, plus the models' own error);
-- ``sigma_xp``: rms of the L_x,p estimate ``(N/k) J_I f_I`` (k = 50 random atoms) minus the
-  exact ``(J f)_T``: the extra noise of a 50-atom label.
+- ``sigma_xp``: rms of the plain 50-atom estimate ``(N/k) J_I f_I`` (k = 50 random atoms) minus
+  the exact ``(J f)_T``: the extra noise of a 50-atom label;
+- ``sigma_xp_fit``: the same for the rate L_x,p's loss actually pulls ``g`` toward on one
+  configuration, ``argmin_v ||J⁺_I v − f_I||²`` (the other 31 columns of ``J⁺_I`` absorb part
+  of the sampled forces, so it can be less noisy than the plain estimate); and both relative
+  to the spread of the exact rate, for T and for the closure components.
 
 A loss whose labels are noisy needs configurations in proportion to the label variance; one
 whose labels are (nearly) exact needs only enough configurations to cover the states.
@@ -29,6 +33,7 @@ from macrodyn import keys as K
 from macrodyn.config import parse_config
 from macrodyn.data.store import ChunkedTable
 from macrodyn.pipeline import Run, closure_stage, dynamics_stage, labelled_configs
+from macrodyn.closure.jacobian import pinv_rows
 from macrodyn.training.features import _batch_jacobian_rows, compute_features, sample_units
 
 
@@ -57,26 +62,36 @@ def main() -> None:
         n, k = run.system.n_units, 50
         rng = np.random.default_rng(0)
         full_f = torch.as_tensor(np.take_along_axis(f, np.argsort(idx, 1), 1))  # forces in coordinate order
-        xp = []
+        ht, fit = [], []
         ae64 = ae.double()
-        for s in range(0, len(x), 25):
-            J_T = _batch_jacobian_rows(lambda xb: ae64(xb)[:, :1], torch.as_tensor(x[s:s + 25]))[:, 0]  # (b, N)
+        for s in range(0, len(x), 10):
+            J = _batch_jacobian_rows(ae64, torch.as_tensor(x[s:s + 10]))  # (b, d, N)
+            jf = exact[K.JF][s:s + 10]
             for _ in range(args.draws):
-                sub = torch.as_tensor(run.system.unit_coords(sample_units(len(J_T), n, k, rng)))
-                est = (torch.gather(J_T, 1, sub) * torch.gather(full_f[s:s + 25], 1, sub)).sum(1) * (n / k)
-                xp.append((est - exact[K.JF][s:s + 25, 0]).numpy())
+                sub = torch.as_tensor(run.system.unit_coords(sample_units(len(J), n, k, rng)))
+                JI, fI = torch.gather(J, 2, sub.unsqueeze(1).expand(-1, J.shape[1], -1)), torch.gather(full_f[s:s + 10], 1, sub)
+                ht.append((JI @ fI.unsqueeze(-1)).squeeze(-1) * (n / k) - jf)
+                # the rate L_x,p's loss pulls g toward on this configuration: argmin_v ||J⁺_I v − f_I||²
+                fit.append(torch.linalg.lstsq(pinv_rows(J, sub), fI.unsqueeze(-1)).solution.squeeze(-1) - jf)
         ae.float()
-        xp = np.concatenate(xp)
-        s_th, s_xp = float(np.sqrt(np.mean(thermal ** 2))), float(np.sqrt(np.mean(xp ** 2)))
+        spread = exact[K.JF].std(0)
+        ht, fit = (torch.cat(e).pow(2).mean(0).sqrt() for e in (ht, fit))  # rms per component (d,)
+        s_th, s_xp = float(np.sqrt(np.mean(thermal ** 2))), float(ht[0])
+        rel = lambda e: (e / spread).numpy()  # noqa: E731
         records.append({"n_atoms": n, "component": "T", "configs": len(x), "lz_point": folder.name,
-                        "sigma_thermal": s_th, "sigma_xp": s_xp, "spread_exact": float(exact[K.JF][:, 0].std()),
-                        "noise_ratio_xp_over_thermal": s_xp / s_th})
+                        "sigma_thermal": s_th, "sigma_xp": s_xp, "spread_exact": float(spread[0]),
+                        "noise_ratio_xp_over_thermal": s_xp / s_th, "sigma_xp_fit": float(fit[0]),
+                        "xp_over_spread": float(rel(ht)[0]), "xp_fit_over_spread": float(rel(fit)[0]),
+                        "closure_xp_over_spread_median": float(np.median(rel(ht)[1:])),
+                        "closure_xp_fit_over_spread_median": float(np.median(rel(fit)[1:]))})
         print(records[-1])
     write_results("force_budget_noise", records, work=args.work,
                   note="sigma_thermal: rms of exact (Jf)_T minus the L_z point's ensemble-mean prediction (an "
                        "upper bound on the thermal part); sigma_xp: rms error of the 50-atom estimate (N/k) J_I f_I of "
                        "(Jf)_T over 20 random subsets per configuration; spread_exact: std of (Jf)_T over the "
-                       "configurations. Raw units of dT/dt.")
+                       "configurations. Raw units of dT/dt. sigma_xp_fit: rms error of the rate L_x,p's loss fits on one "
+                       "configuration, argmin_v ||J_I^+ v - f_I||^2 (the same subsets). *_over_spread: rms error over "
+                       "the spread of the exact rate, for T and (median over the 31 components) the closure.")
 
 
 if __name__ == "__main__":

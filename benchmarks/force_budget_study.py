@@ -4,7 +4,8 @@ Two parts, both resumable:
 
 1. the study of ``configs/lj_scaling.yaml`` in ``--work``: per size and loss, the
    smallest training set whose members reach e_tol (``--loss`` runs one loss, so two
-   processes, one per loss, can share ``--work``; ``--skip-train`` only collects);
+   processes, one per loss, can share ``--work``; ``--skip-train`` only collects, and keeps
+   the trained points of the committed JSON when ``--work`` holds none);
 2. the labelling cost: a label-only study in ``--label-work`` on the same trajectories
    (linked from ``--work``), both losses at ``--label-configs`` configurations, timed with
    nothing else running (``--skip-label`` skips it).
@@ -50,6 +51,18 @@ def warm_page_cache(study, work: Path, sizes: list[int], label_configs: list[int
             run.system.partial_forces(x[:1], run.system.unit_coords(np.arange(2)[None]))  # numba's JIT cache load
 
 
+def trained_study(work: Path) -> tuple[dict, str | None]:
+    """``--skip-train``: the study in ``work`` and None, or, when ``work`` holds no trained point
+    (only label-only runs, or nothing), the trained points of the committed results and their
+    commit (the labelling can then be re-timed without retraining)."""
+    path = work / "study.json"
+    res = load_json(path) if path.exists() else {"records": [], "points": []}
+    if any(p["rollout_rel_error"] is not None for p in res["points"]):
+        return res, None
+    old = load_json(RESULTS / "force_budget_study.json")
+    return {"records": old["records"], "points": old["points"]}, old.get("trained_commit", old["commit"])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", default=str(HERE.parent / "configs" / "lj_scaling.yaml"))
@@ -64,8 +77,9 @@ def main() -> None:
     args = ap.parse_args()
     study, work, label_work = load_study(args.config), Path(args.work), Path(args.label_work)
     sizes = args.sizes or [800, 2700, 6400]
+    trained_commit = None
     if args.skip_train:
-        res = load_json(work / "study.json")
+        res, trained_commit = trained_study(work)
     else:
         res = run_study(study, work, sizes, losses=args.losses)
     lab = {"points": []}
@@ -82,15 +96,19 @@ def main() -> None:
                   "force_calls": labelling_ratio(lab["points"], n, "labelling_force_seconds")} for n in sizes}
     write_results("force_budget_study", res["records"], points=res["points"], labelling_points=lab["points"],
                   config=Path(args.config).name, labelling_ratio_L_z_over_L_xp=ratios,
+                  **({"trained_commit": trained_commit} if trained_commit else {}),
                   note="points: trained study points (two processes, one per loss, on the 2 cores); "
                        "labelling_points: label-only runs on the same trajectories, one process, nothing else "
                        "running, after one untimed read of the chosen snapshots (both losses label the same ones) and "
                        "one untimed partial-force call (numba's cache load). "
                        "labelling_seconds: wall time of the label stage (reading the chosen snapshots "
                        "from the trajectory store, force calls, writing forces and snapshot references); "
-                       "labelling_force_seconds: time inside the force calls alone. 1 torch thread.")
-    figures = {work / "figures" / "force_budget.png": "force_budget_evaluations.png",
-               label_work / "figures" / "labelling_seconds.png": "force_budget_labelling_seconds.png"}
+                       "labelling_force_seconds: time inside the force calls alone. 1 torch thread. trained_commit (when "
+                       "present): the commit the kept trained points were measured at (--skip-train re-timed only the "
+                       "labelling).")
+    figures = {label_work / "figures" / "labelling_seconds.png": "force_budget_labelling_seconds.png"}
+    if trained_commit is None:  # else the committed figure already shows the kept points
+        figures[work / "figures" / "force_budget.png"] = "force_budget_evaluations.png"
     for src, name in figures.items():
         if src.exists():
             shutil.copy(src, RESULTS / name)

@@ -82,3 +82,44 @@ def test_gather_refuses_incomplete_chunk_and_bad_layout(tmp_path, rng):
         t.gather("traj", np.array([[2, 0]]))
     with pytest.raises(InputError, match="snapshots"):
         ChunkedTable.create(tmp_path / "s.zarr", "bad", 4, 2, {"x": ((3,), "float64", "snapshots")})
+
+
+def test_gather_direct_read_matches_zarr(tmp_path, rng, monkeypatch):
+    """The direct chunk-file read of a local snapshots column returns what zarr's own read
+    does, including a snapshot equal to the fill value (zarr writes no file for it), and a
+    truncated chunk file is reported as corrupt."""
+    from macrodyn.data import store
+
+    traj = rng.standard_normal((4, 3, 5))
+    traj[2, 1] = 0.0  # all fill value: no chunk file
+    t = ChunkedTable.create(tmp_path / "s.zarr", "train", 4, 2, {"traj": ((3, 5), "float64", "snapshots")})
+    for c in range(t.n_chunks):
+        t.write_chunk(c, traj=traj[t.chunk_slice(c)])
+    arr = t.group["traj"]
+    folder = store._raw_chunk_folder(arr)
+    assert folder is not None and not (folder / arr.metadata.encode_chunk_key((2, 1, 0))).exists()
+    where = np.array([[2, 1], [3, 2], [0, 0], [2, 1]])
+    direct = t.gather("traj", where)
+    monkeypatch.setattr(store, "_raw_chunk_folder", lambda a: None)  # zarr's async path
+    np.testing.assert_array_equal(direct, t.gather("traj", where))
+    np.testing.assert_array_equal(direct, traj[where[:, 0], where[:, 1]])
+    monkeypatch.undo()
+    path = folder / arr.metadata.encode_chunk_key((3, 2, 0))
+    path.write_bytes(path.read_bytes()[:-8])
+    with pytest.raises(InputError, match="corrupt"):
+        t.gather("traj", np.array([[3, 2]]))
+
+
+def test_gather_direct_read_only_for_plain_bytes(tmp_path, rng):
+    """A compressed snapshots column (not written by ChunkedTable, but a valid zarr array) is
+    read through zarr, not as raw bytes."""
+    from macrodyn.data import store
+
+    t = ChunkedTable.create(tmp_path / "s.zarr", "train", 2, 2, {"traj": ((3, 4), "float64", "snapshots")})
+    g = t.group
+    del g["traj"]
+    g.create_array("traj", shape=(2, 3, 4), chunks=(1, 1, 4), dtype="float64")  # default compressor
+    assert store._raw_chunk_folder(g["traj"]) is None
+    traj = rng.standard_normal((2, 3, 4))
+    t.write_chunk(0, traj=traj)
+    np.testing.assert_array_equal(t.gather("traj", np.array([[1, 2], [0, 1]])), traj[[1, 0], [2, 1]])

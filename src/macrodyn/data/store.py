@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -162,8 +163,9 @@ class ChunkedTable:
 
     def gather(self, column: str, where: np.ndarray) -> np.ndarray:
         """``column[where[j, 0], where[j, 1]]`` for each row ``j`` of ``where`` ``(M, 2)``: single
-        snapshots of a trajectory column, read concurrently (a few hundred µs each for a
-        ``"snapshots"`` column; a plain column decodes whole chunks, so it is read chunk by chunk)."""
+        snapshots of a trajectory column. A ``"snapshots"`` column in a local store is read chunk
+        file by chunk file (see :func:`_raw_chunk_folder`), in any other store through zarr with
+        64 reads in flight; a plain column decodes whole chunks, so it is read chunk by chunk."""
         where = np.asarray(where, dtype=np.int64).reshape(-1, 2)
         arr = self.group[column]
         if len(where) and ((where < 0).any() or (where >= np.asarray(arr.shape[:2])).any()):
@@ -178,8 +180,13 @@ class ChunkedTable:
                 block = self.read_chunk(int(c), [column])[column]
                 out[sel] = block[where[sel, 0] - c * self.chunk_rows, where[sel, 1]]
             return out
-        aa = arr.async_array
         out = np.empty((len(where), arr.shape[-1]), dtype=arr.dtype)
+        folder = _raw_chunk_folder(arr)
+        if folder is not None:
+            for j, (i, t) in enumerate(where):
+                _read_raw_chunk(folder / arr.metadata.encode_chunk_key((int(i), int(t), 0)), out[j], arr.fill_value)
+            return out
+        aa = arr.async_array
 
         async def read(j: int, i: int, t: int) -> None:
             out[j] = await aa.getitem((i, t))
@@ -203,6 +210,39 @@ class ChunkedTable:
             arr = self.group[k]
             out[k] = np.asarray(arr.oindex[sel] if isinstance(sel, np.ndarray) else arr[sel])
         return out
+
+
+def _raw_chunk_folder(arr) -> Path | None:
+    """Folder of a snapshots column's chunk files if each chunk file *is* the snapshot's bytes
+    (a local store, one ``bytes`` codec in native byte order, no compressor); else None.
+
+    Why read them directly: zarr's async path (a thread hop and a codec pipeline per chunk)
+    costs ~1.7 ms per 300 KB snapshot on a busy 2-core machine, a plain read ~0.2 ms, and
+    labelling 50 atoms of a 6 400-atom snapshot costs less than either."""
+    from zarr.codecs import BytesCodec
+    from zarr.storage import LocalStore
+
+    aa = arr.async_array
+    codecs = aa.metadata.codecs
+    if not (isinstance(aa.store_path.store, LocalStore) and len(codecs) == 1 and isinstance(codecs[0], BytesCodec)):
+        return None
+    if arr.dtype.itemsize > 1 and (codecs[0].endian is None or codecs[0].endian.value != sys.byteorder):
+        return None
+    return Path(aa.store_path.store.root) / aa.store_path.path
+
+
+def _read_raw_chunk(path: Path, row: np.ndarray, fill_value) -> None:
+    """Read one uncompressed chunk file into ``row``; a chunk never written holds the fill value
+    (zarr skips writing chunks equal to it)."""
+    try:
+        with open(path, "rb") as fh:
+            n = fh.readinto(memoryview(row).cast("B"))
+    except FileNotFoundError:
+        row[...] = fill_value
+        return
+    if n != row.nbytes:
+        raise InputError(f"chunk file {path} holds {n} bytes, not {row.nbytes}: the dataset is corrupt; "
+                         "delete it and rerun the stage that writes it.")
 
 
 def _diff(old: dict, new: dict) -> str:
