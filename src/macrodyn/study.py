@@ -254,6 +254,7 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
                       mfc="none", ms=9, label=f"{loss} (macrodyn, not reached: > this)")
         ref = sorted(REFERENCE[loss].items())
         ax.loglog([n for n, _ in ref], [e for _, e in ref], "s--", color=c, alpha=0.5, label=f"{loss} (paper)")
+    _size_ticks(ax, {r["n_atoms"] for r in result["records"]} | set(REFERENCE["L_z"]))
     ax.set(xlabel="atoms N", ylabel="force evaluations to reach e_tol", title="force budget vs system size")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
@@ -272,6 +273,7 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
                 sel = sorted((p for p in pts if p["loss"] == loss and p["n_configs"] == n_configs and p[key]),
                              key=lambda p: p["n_atoms"])
                 ax.loglog([p["n_atoms"] for p in sel], [p[key] for p in sel], "o-", color=c, label=loss)
+            _size_ticks(ax, {p["n_atoms"] for p in pts})
             ax.set(xlabel="atoms N", ylabel="seconds", title=f"{what}, {n_configs} configurations")
             ax.legend(fontsize=8)
     fig.tight_layout()
@@ -279,6 +281,15 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
     fig.savefig(paths[1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def _size_ticks(ax, sizes) -> None:
+    """Label a log x axis at the system sizes only (matplotlib's minor labels overlap)."""
+    from matplotlib.ticker import NullFormatter
+
+    sizes = sorted(sizes)
+    ax.set_xticks(sizes, [f"{n:,}".replace(",", " ") for n in sizes])
+    ax.xaxis.set_minor_formatter(NullFormatter())
 
 
 def labelling_ratio(points: list[dict], n_atoms: int, key: str = "labelling_seconds") -> float | None:
