@@ -15,7 +15,7 @@ study), per size:
 
 A loss whose labels are noisy needs configurations in proportion to the label variance; one
 whose labels are (nearly) exact needs only enough configurations to cover the states.
-Writes benchmarks/results/force_budget_noise.json.
+Writes benchmarks/results/force_budget_noise.json (``--name``: another file, e.g. for a second closure).
 
     python benchmarks/force_budget_noise.py [--work runs/lj_scaling] [--configs 200]
 """
@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--work", default="runs/lj_scaling")
     ap.add_argument("--configs", type=int, default=200, help="labelled configurations used per size")
     ap.add_argument("--draws", type=int, default=20, help="random 50-atom subsets per configuration")
+    ap.add_argument("--name", default="force_budget_noise", help="results file benchmarks/results/NAME.json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     records = []
@@ -78,14 +79,15 @@ def main() -> None:
         ht, fit = (torch.cat(e).pow(2).mean(0).sqrt() for e in (ht, fit))  # rms per component (d,)
         s_th, s_xp = float(np.sqrt(np.mean(thermal ** 2))), float(ht[0])
         rel = lambda e: (e / spread).numpy()  # noqa: E731
-        records.append({"n_atoms": n, "component": "T", "configs": len(x), "lz_point": folder.name,
+        records.append({"n_atoms": n, "closure_dim": run.cfg.closure.dim, "component": "T", "configs": len(x),
+                        "lz_point": folder.name,
                         "sigma_thermal": s_th, "sigma_xp": s_xp, "spread_exact": float(spread[0]),
                         "noise_ratio_xp_over_thermal": s_xp / s_th, "sigma_xp_fit": float(fit[0]),
                         "xp_over_spread": float(rel(ht)[0]), "xp_fit_over_spread": float(rel(fit)[0]),
                         "closure_xp_over_spread_median": float(np.median(rel(ht)[1:])),
                         "closure_xp_fit_over_spread_median": float(np.median(rel(fit)[1:]))})
         print(records[-1])
-    write_results("force_budget_noise", records, work=args.work,
+    write_results(args.name, records, work=args.work,
                   note="sigma_thermal: rms of exact (Jf)_T minus the L_z point's ensemble-mean prediction (an "
                        "upper bound on the thermal part); sigma_xp: rms error of the 50-atom estimate (N/k) J_I f_I of "
                        "(Jf)_T over 20 random subsets per configuration; spread_exact: std of (Jf)_T over the "

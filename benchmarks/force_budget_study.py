@@ -59,6 +59,8 @@ def trained_study(work: Path) -> tuple[dict, str | None]:
     res = load_json(path) if path.exists() else {"records": [], "points": []}
     if any(p["rollout_rel_error"] is not None for p in res["points"]):
         return res, None
+    if not (RESULTS / "force_budget_study.json").exists():
+        raise SystemExit(f"--skip-train: {work} holds no trained point and there are no committed results to keep.")
     old = load_json(RESULTS / "force_budget_study.json")
     return {"records": old["records"], "points": old["points"]}, old.get("trained_commit", old["commit"])
 
