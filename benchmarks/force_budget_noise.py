@@ -9,7 +9,7 @@ study), per size:
 - ``sigma_xp``: rms of the plain 50-atom estimate ``(N/k) J_I f_I`` (k = 50 random atoms) minus
   the exact ``(J f)_T``: the extra noise of a 50-atom label;
 - ``sigma_xp_fit``: the same for the rate L_x,p's loss actually pulls ``g`` toward on one
-  configuration, ``argmin_v ||J⁺_I v − f_I||²`` (the other 31 columns of ``J⁺_I`` absorb part
+  configuration, ``argmin_v ||J⁺_I v − f_I||²`` (the closure columns of ``J⁺_I`` absorb part
   of the sampled forces, so it can be less noisy than the plain estimate); and both relative
   to the spread of the exact rate, for T and for the closure components.
 
@@ -93,7 +93,7 @@ def main() -> None:
                        "(Jf)_T over 20 random subsets per configuration; spread_exact: std of (Jf)_T over the "
                        "configurations. Raw units of dT/dt. sigma_xp_fit: rms error of the rate L_x,p's loss fits on one "
                        "configuration, argmin_v ||J_I^+ v - f_I||^2 (the same subsets). *_over_spread: rms error over "
-                       "the spread of the exact rate, for T and (median over the 31 components) the closure.")
+                       "the spread of the exact rate, for T and (median over its components) the closure.")
 
 
 if __name__ == "__main__":
