@@ -28,6 +28,22 @@ def test_point_budgets_follow_the_size():
     assert point_config(study, 8).system.params["n"] == 8
 
 
+def test_a_point_seed_redraws_the_configurations_at_the_same_budget(tmp_path):
+    from macrodyn.pipeline import Run, pick_configs
+
+    study = ForceBudgetStudy.model_validate(STUDY)
+    base = point_config(study, 12, "L_xp", 250)
+    picks = {}
+    for seed in (None, 2, 2, 3):
+        cfg = point_config(study, 12, "L_xp", 250, seed=seed)
+        assert cfg.training.budget == base.training.budget and cfg.system == base.system
+        assert cfg.seed == (base.seed if seed is None else seed)
+        picks.setdefault(seed, []).append(pick_configs(Run(cfg, tmp_path / f"s{seed}_{len(picks)}", progress=False),
+                                                       250))
+    assert (picks[2][0] == picks[2][1]).all()  # a seed is reproducible
+    assert len({p[0].tobytes() for p in picks.values()}) == 3  # and each seed draws its own configurations
+
+
 def test_point_configs_compare_equal_when_reread():
     """A resumed point reparses its stored config.yaml: that must equal the study's point config."""
     from macrodyn.config import parse_config

@@ -76,8 +76,14 @@ def load_study(path: str | Path) -> ForceBudgetStudy:
     return validate(ForceBudgetStudy, read_yaml(path), str(path))
 
 
-def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_configs: int = 0) -> RunConfig:
-    """The run config of one study point (``loss=None``: the size's shared run)."""
+def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_configs: int = 0,
+                 seed: int | None = None) -> RunConfig:
+    """The run config of one study point (``loss=None``: the size's shared run).
+
+    ``seed``: the point's run seed (None: the study's). On the size's shared trajectories and
+    closure, another seed is an independent repeat of the point: it redraws the configurations,
+    the labelled atoms, the selection trajectories and the initial weights, at the same budget.
+    """
     from macrodyn.systems.registry import build_system
 
     data = study.run.model_dump()
@@ -85,6 +91,8 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
     if study.size_param == "n_atoms":
         data["system"]["params"]["box"] = None  # box and n_atoms are alternatives
     data["name"] = f"{study.run.name}_{size}" + (f"_{loss}_c{n_configs}" if loss else "")
+    if seed is not None:
+        data["seed"] = seed
     cfg = parse_config(data, "study point")  # validated, so it compares equal when the point is resumed
     n_units = build_system(cfg.system.name, cfg.system.params).n_units
     t = cfg.training

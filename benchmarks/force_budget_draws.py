@@ -1,0 +1,121 @@
+"""How much a force-budget study point depends on its draw (issue 5).
+
+A study point's ``rollout_rel_error_std`` is over ensemble members that share one draw of
+configurations and labelled atoms, so it leaves out the draw itself. This reruns chosen
+points of a finished study (``force_budget_study.py --work``) with other run seeds: each seed
+draws its own configurations, atom subsets, selection trajectories and initial weights, on
+the same trajectories and closure, and trains ``--members`` members. Seed 1 is the study's
+own point (its member 0, so every seed is scored by one member trained the same way).
+
+Writes benchmarks/results/force_budget_draws.json: one record per (point, seed) with
+``n_atoms, loss, n_configs, seed, force_evaluations, rollout_rel_error``, and a summary per
+point (mean, std and min/max over seeds, how many seeds reach e_tol).
+
+    python benchmarks/force_budget_draws.py --work runs/lj_scaling15 --size 6400 \\
+        --point L_xp:12000 --point L_xp:20000 --point L_z:500 --point L_z:1000 --seed 2 --seed 3
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from common import RESULTS, read_records, write_results
+from macrodyn.io import load_json
+from macrodyn.study import load_study, point_config
+
+HERE = Path(__file__).parent
+NAME = "force_budget_draws"
+
+
+def draw_config(study, size: int, loss: str, n_configs: int, seed: int, members: int):
+    """The study point's config with another run seed and ``members`` members (same name, so a
+    rerun of the script resumes the point)."""
+    cfg = point_config(study, size, loss, n_configs, seed=seed)
+    cfg.training.members = members
+    return cfg
+
+
+def run_draw(study, work: Path, size: int, loss: str, n_configs: int, seed: int, members: int) -> dict:
+    from macrodyn.pipeline import run_on_shared
+
+    folder = work / f"{study.size_param}{size}"
+    if seed == study.run.seed:  # the study's own point
+        m = load_json(folder / f"{loss}_c{n_configs}" / "metrics.json")
+        err = m["rollout_rel_error_members"][0]
+    else:
+        out = folder / "draws" / f"{loss}_c{n_configs}_seed{seed}"
+        cfg = draw_config(study, size, loss, n_configs, seed, members)
+        m = load_json(out / "metrics.json") if (out / "metrics.json").exists() else \
+            run_on_shared(folder / "shared", cfg, out)[1]
+        err = m["rollout_rel_error_members"][0]
+    return {"n_atoms": size, "loss": loss, "n_configs": n_configs, "seed": seed,
+            "force_evaluations": m["force_evaluations"], "rollout_rel_error": err,
+            "e_tol": study.e_tol}
+
+
+def summary(records: list[dict], e_tol: float) -> list[dict]:
+    out = []
+    keys = dict.fromkeys((r["n_atoms"], r["loss"], r["n_configs"]) for r in records)
+    for n_atoms, loss, n_configs in keys:
+        e = np.array([r["rollout_rel_error"] for r in records
+                      if (r["n_atoms"], r["loss"], r["n_configs"]) == (n_atoms, loss, n_configs)])
+        out.append({"n_atoms": n_atoms, "loss": loss, "n_configs": n_configs, "seeds": len(e),
+                    "mean": float(e.mean()), "std": float(e.std()), "min": float(e.min()), "max": float(e.max()),
+                    "seeds_within_tol": int((e <= e_tol).sum())})
+    return out
+
+
+def plot(records: list[dict], e_tol: float, path: Path) -> Path:
+    """Rollout error per seed (dots) and the mean over seeds (bar) of every point, e_tol dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = summary(records, e_tol)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(rows), 3.6))
+    for i, r in enumerate(rows):
+        e = [q["rollout_rel_error"] for q in records
+             if (q["n_atoms"], q["loss"], q["n_configs"]) == (r["n_atoms"], r["loss"], r["n_configs"])]
+        color = "C0" if r["loss"] == "L_z" else "C3"
+        ax.bar(i, r["mean"], color=color, alpha=0.3)
+        ax.plot([i] * len(e), e, "o", color=color, ms=4)
+    ax.axhline(e_tol, color="k", ls="--", lw=1, label=f"e_tol = {e_tol:g}")
+    ax.set_xticks(range(len(rows)),
+                  [f"{r['n_atoms']}\n{r['loss']}\n{r['n_configs']}" for r in rows], fontsize=7)
+    ax.set(ylabel="rollout error (one member per seed)", title="study points: spread over draws")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default=str(HERE.parent / "configs" / "lj_scaling.yaml"))
+    ap.add_argument("--work", required=True, help="the study's work folder (trajectories, closure, points)")
+    ap.add_argument("--size", type=int, required=True)
+    ap.add_argument("--point", action="append", required=True, help="LOSS:N_CONFIGS, e.g. L_xp:12000")
+    ap.add_argument("--seed", type=int, action="append", required=True, help="run seeds besides the study's")
+    ap.add_argument("--members", type=int, default=1)
+    args = ap.parse_args()
+    study = load_study(args.config)
+    work = Path(args.work)
+    done = {(r["n_atoms"], r["loss"], r["n_configs"], r["seed"]): r for r in read_records(NAME)}
+    for spec in args.point:
+        loss, n = spec.split(":")
+        for seed in [study.run.seed, *args.seed]:
+            rec = run_draw(study, work, args.size, loss, int(n), seed, args.members)
+            done[(args.size, loss, int(n), seed)] = rec
+            print(f"{args.size} {loss} {n} seed {seed}: {rec['rollout_rel_error']:.2e}", flush=True)
+            records = sorted(done.values(), key=lambda r: (r["n_atoms"], r["loss"], r["n_configs"], r["seed"]))
+            write_results(NAME, records, summary=summary(records, study.e_tol),
+                          note=f"one member per seed; seed {study.run.seed} is the study's point (member 0)")
+    plot(records, study.e_tol, RESULTS / f"{NAME}.png")
+
+
+if __name__ == "__main__":
+    main()
