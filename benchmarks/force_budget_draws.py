@@ -4,14 +4,17 @@ A study point's ``rollout_rel_error_std`` is over ensemble members that share on
 configurations and labelled atoms, so it leaves out the draw itself. This reruns chosen
 points of a finished study (``force_budget_study.py --work``) with other run seeds: each seed
 draws its own configurations, atom subsets, selection trajectories and initial weights, on
-the same trajectories and closure, and trains ``--members`` members. Seed 1 is the study's
-own point (its member 0, so every seed is scored by one member trained the same way).
+the same trajectories and closure, and trains ``--members`` members. For the study's seed,
+its own point is used when the study trained it (member 0, so every seed is scored by one
+member trained the same way).
 
 Writes benchmarks/results/force_budget_draws.json: one record per (point, seed) with
-``n_atoms, loss, n_configs, seed, force_evaluations, rollout_rel_error``, and a summary per
-point (mean, std and min/max over seeds, how many seeds reach e_tol).
+``n_atoms, loss, n_configs, seed, force_evaluations, rollout_rel_error``, a summary per
+point (mean, std and min/max over seeds, how many seeds reach e_tol), and
+force_budget_draws.png. Each invocation adds to the JSON (one size per invocation; run them
+one after another, not at once). A finished (point, seed) is read back, not retrained.
 
-    python benchmarks/force_budget_draws.py --work runs/lj_scaling15 --size 6400 \\
+    python benchmarks/force_budget_draws.py --size 6400 \\
         --point L_xp:12000 --point L_xp:20000 --point L_z:500 --point L_z:1000 --seed 2 --seed 3
 """
 from __future__ import annotations
@@ -41,8 +44,9 @@ def run_draw(study, work: Path, size: int, loss: str, n_configs: int, seed: int,
     from macrodyn.pipeline import run_on_shared
 
     folder = work / f"{study.size_param}{size}"
-    if seed == study.run.seed:  # the study's own point
-        m = load_json(folder / f"{loss}_c{n_configs}" / "metrics.json")
+    own = folder / f"{loss}_c{n_configs}" / "metrics.json"
+    if seed == study.run.seed and own.exists():  # the study's own point
+        m = load_json(own)
         err = m["rollout_rel_error_members"][0]
     else:
         out = folder / "draws" / f"{loss}_c{n_configs}_seed{seed}"
@@ -96,7 +100,7 @@ def plot(records: list[dict], e_tol: float, path: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default=str(HERE.parent / "configs" / "lj_scaling.yaml"))
-    ap.add_argument("--work", required=True, help="the study's work folder (trajectories, closure, points)")
+    ap.add_argument("--work", default="runs/lj_scaling", help="the study's folder (trajectories, closure, points)")
     ap.add_argument("--size", type=int, required=True)
     ap.add_argument("--point", action="append", required=True, help="LOSS:N_CONFIGS, e.g. L_xp:12000")
     ap.add_argument("--seed", type=int, action="append", required=True, help="run seeds besides the study's")
@@ -112,8 +116,8 @@ def main() -> None:
             done[(args.size, loss, int(n), seed)] = rec
             print(f"{args.size} {loss} {n} seed {seed}: {rec['rollout_rel_error']:.2e}", flush=True)
             records = sorted(done.values(), key=lambda r: (r["n_atoms"], r["loss"], r["n_configs"], r["seed"]))
-            write_results(NAME, records, summary=summary(records, study.e_tol),
-                          note=f"one member per seed; seed {study.run.seed} is the study's point (member 0)")
+            note = f"one member per seed; seed {study.run.seed} is the study's point (member 0) where it was trained"
+            write_results(NAME, records, summary=summary(records, study.e_tol), note=note)
     plot(records, study.e_tol, RESULTS / f"{NAME}.png")
 
 
