@@ -86,6 +86,30 @@ def test_study_stops_at_tolerance_and_resumes(tmp_path):
     assert all(r["evaluations_to_tol"] is None and r["largest_tried_configs"] == 500 for r in res2["records"])
 
 
+@pytest.mark.slow
+def test_draws_average_independent_repeats_of_a_point(tmp_path):
+    from macrodyn import keys as K
+    from macrodyn.data.store import ChunkedTable
+
+    study = ForceBudgetStudy.model_validate({**STUDY, "sizes": [12], "losses": ["L_xp"], "e_tol": 1.0e9,
+                                             "draws": 2})
+    res = run_study(study, tmp_path, progress=False)
+    (p,) = res["points"]
+    folders = [tmp_path / "n12" / "L_xp_c250", tmp_path / "n12" / "L_xp_c250_draw1"]
+    ms = [json.loads((f / "metrics.json").read_text()) for f in folders]
+    errs = [m["rollout_rel_error"] for m in ms]
+    assert p["draw_errors"] == pytest.approx(errs)
+    assert p["rollout_rel_error"] == pytest.approx(sum(errs) / 2)
+    assert p["rollout_rel_error_std"] == pytest.approx(abs(errs[0] - errs[1]) / 2)
+    assert p["force_evaluations"] == ms[0]["force_evaluations"] == ms[1]["force_evaluations"] == 250 * 4
+    assert ms[1]["seed"] == ms[0]["seed"] + 1
+    where = [ChunkedTable.open(f / "data.zarr", "labels").read([K.WHERE])[K.WHERE] for f in folders]
+    assert not (where[0] == where[1]).all()  # each draw labels its own configurations
+    stamp = (folders[1] / "metrics.json").stat().st_mtime_ns
+    assert run_study(study, tmp_path, progress=False)["points"] == res["points"]  # read back, not retrained
+    assert (folders[1] / "metrics.json").stat().st_mtime_ns == stamp
+
+
 def test_label_only_times_labels_and_trains_nothing(tmp_path):
     study = ForceBudgetStudy.model_validate({**STUDY, "sizes": [12]})
     res = run_study(study, tmp_path, progress=False, label_only=True)

@@ -4,7 +4,7 @@ tolerance, as a function of system size, for L_z (all forces) and L_x,p (a few a
 For each size the trajectories and the closure are computed once (``SIZE/shared``);
 then, for each loss, training sets of increasing size are labelled and trained
 (``SIZE/LOSS_cNNNN``, sharing that data) until the ensemble-mean rollout error is
-≤ ``e_tol``. Every point is an ordinary run folder, so rerunning the study skips
+≤ ``e_tol`` (with ``draws`` > 1, its mean over independent draws, ``SIZE/LOSS_cNNNN_drawD``). Every point is an ordinary run folder, so rerunning the study skips
 finished points and resumes an interrupted one. Labelling wall time is recorded per
 point: macrodyn computes only the forces it uses, so L_x,p's saving shows in seconds.
 """
@@ -40,6 +40,11 @@ class ForceBudgetStudy(_Strict):
     search: Literal["ascending", "bisect"] = Field(
         "ascending", description="ascending: try configs in order until one reaches e_tol; bisect: halve the "
         "bracket (log2 of the points; assumes the error falls as the training set grows)")
+    draws: int = Field(1, ge=1, description="independent draws per point: draw d reruns the point with run seed "
+                       "run.seed + d (its own configurations, labelled units, selection runs and initial "
+                       "weights; d = 0 is the point itself). The point's error is then the mean over draws of "
+                       "the members' mean and its std is over draws: members share a draw, so their std "
+                       "leaves the draw out. Costs draws × the point; the budget is one draw's")
     steps: int | None = Field(None, gt=0, description="optimiser steps per point: each point's epochs, and with "
                               "them the epoch-counted lr_patience, stop_patience, select_every and "
                               "checkpoint_every of run.training, are scaled so every training-set size gets "
@@ -177,15 +182,29 @@ def _search(study: ForceBudgetStudy, train, points: list[dict]) -> None:
 
 
 def _train_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
+    """Train (or read back) the point's ``study.draws`` draws; one point record over them."""
     from macrodyn.pipeline import Run, run_on_shared
 
-    out = folder / f"{loss}_c{n_configs}"
-    cfg = point_config(study, n_atoms, loss, n_configs)
-    if (out / "metrics.json").exists():  # a finished point is not recomputed
-        run, m = Run(cfg, out, progress=False), load_json(out / "metrics.json")
-    else:
-        run, m = run_on_shared(shared, cfg, out)
-    return _point(run, m, n_atoms, loss, n_configs)
+    draws = []
+    for d in range(study.draws):
+        out = folder / (f"{loss}_c{n_configs}" + (f"_draw{d}" if d else ""))
+        cfg = point_config(study, n_atoms, loss, n_configs, seed=study.run.seed + d if d else None)
+        if (out / "metrics.json").exists():  # a finished point is not recomputed
+            run, m = Run(cfg, out, progress=False), load_json(out / "metrics.json")
+        else:
+            run, m = run_on_shared(shared, cfg, out)
+        draws.append(_point(run, m, n_atoms, loss, n_configs))
+    if len(draws) == 1:
+        return draws[0]
+    err = np.array([p["rollout_rel_error"] for p in draws])
+
+    def mean(key):  # timings can be missing (Dask workers time in their own processes)
+        v = [p[key] for p in draws if p[key] is not None]
+        return float(np.mean(v)) if v else None
+
+    return {**draws[0], "rollout_rel_error": float(err.mean()), "rollout_rel_error_std": float(err.std()),
+            "draw_errors": err.tolist(), "labelling_seconds": mean("labelling_seconds"),
+            "labelling_force_seconds": mean("labelling_force_seconds"), "training_seconds": mean("training_seconds")}
 
 
 def _label_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
