@@ -6,7 +6,8 @@ points of a finished study (``force_budget_study.py --work``) with other run see
 draws its own configurations, atom subsets, selection trajectories and initial weights, on
 the same trajectories and closure, and trains ``--members`` members. For the study's seed,
 its own point is used when the study trained it (member 0, so every seed is scored by one
-member trained the same way).
+member trained the same way). The reruns live in ``SIZE/draws/LOSS_cN_seedS``, apart from the
+study's own ``draws`` folders, because they train ``--members`` (1) instead of the study's.
 
 Writes benchmarks/results/force_budget_draws.json: one record per (point, seed) with
 ``n_atoms, loss, n_configs, seed, force_evaluations, rollout_rel_error``, a summary per

@@ -4,8 +4,9 @@ tolerance, as a function of system size, for L_z (all forces) and L_x,p (a few a
 For each size the trajectories and the closure are computed once (``SIZE/shared``);
 then, for each loss, training sets of increasing size are labelled and trained
 (``SIZE/LOSS_cNNNN``, sharing that data) until the ensemble-mean rollout error is
-≤ ``e_tol`` (with ``draws`` > 1, its mean over independent draws, ``SIZE/LOSS_cNNNN_drawD``). Every point is an ordinary run folder, so rerunning the study skips
-finished points and resumes an interrupted one. Labelling wall time is recorded per
+≤ ``e_tol`` (with ``draws`` > 1, its mean over independent draws in ``SIZE/LOSS_cNNNN_drawD``).
+Every point is an ordinary run folder, so rerunning the study skips finished points and
+resumes an interrupted one. Labelling wall time is recorded per
 point: macrodyn computes only the forces it uses, so L_x,p's saving shows in seconds.
 """
 from __future__ import annotations
