@@ -42,7 +42,7 @@ def draw_config(study, size: int, loss: str, n_configs: int, seed: int, members:
 
 
 def run_draw(study, work: Path, size: int, loss: str, n_configs: int, seed: int, members: int) -> dict:
-    from macrodyn.pipeline import run_on_shared
+    from macrodyn.pipeline import Run, run_on_shared
 
     folder = work / f"{study.size_param}{size}"
     own = folder / f"{loss}_c{n_configs}" / "metrics.json"
@@ -52,8 +52,11 @@ def run_draw(study, work: Path, size: int, loss: str, n_configs: int, seed: int,
     else:
         out = folder / "draws" / f"{loss}_c{n_configs}_seed{seed}"
         cfg = draw_config(study, size, loss, n_configs, seed, members)
-        m = load_json(out / "metrics.json") if (out / "metrics.json").exists() else \
-            run_on_shared(folder / "shared", cfg, out)[1]
+        if (out / "metrics.json").exists():
+            Run(cfg, out, progress=False)  # raises if the folder was run with another config
+            m = load_json(out / "metrics.json")
+        else:
+            m = run_on_shared(folder / "shared", cfg, out)[1]
         err = m["rollout_rel_error_members"][0]
     return {"n_atoms": size, "loss": loss, "n_configs": n_configs, "seed": seed,
             "force_evaluations": m["force_evaluations"], "rollout_rel_error": err,
