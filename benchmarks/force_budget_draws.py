@@ -27,7 +27,7 @@ import numpy as np
 
 from common import RESULTS, read_records, write_results
 from macrodyn.io import load_json
-from macrodyn.study import load_study, point_config
+from macrodyn.study import load_study, point_config, run_point
 
 HERE = Path(__file__).parent
 NAME = "force_budget_draws"
@@ -42,24 +42,15 @@ def draw_config(study, size: int, loss: str, n_configs: int, seed: int, members:
 
 
 def run_draw(study, work: Path, size: int, loss: str, n_configs: int, seed: int, members: int) -> dict:
-    from macrodyn.pipeline import Run, run_on_shared
-
     folder = work / f"{study.size_param}{size}"
     own = folder / f"{loss}_c{n_configs}" / "metrics.json"
     if seed == study.run.seed and own.exists():  # the study's own point
         m = load_json(own)
-        err = m["rollout_rel_error_members"][0]
     else:
         out = folder / "draws" / f"{loss}_c{n_configs}_seed{seed}"
-        cfg = draw_config(study, size, loss, n_configs, seed, members)
-        if (out / "metrics.json").exists():
-            Run(cfg, out, progress=False)  # raises if the folder was run with another config
-            m = load_json(out / "metrics.json")
-        else:
-            m = run_on_shared(folder / "shared", cfg, out)[1]
-        err = m["rollout_rel_error_members"][0]
+        m = run_point(folder / "shared", draw_config(study, size, loss, n_configs, seed, members), out)[1]
     return {"n_atoms": size, "loss": loss, "n_configs": n_configs, "seed": seed,
-            "force_evaluations": m["force_evaluations"], "rollout_rel_error": err,
+            "force_evaluations": m["force_evaluations"], "rollout_rel_error": m["rollout_rel_error_members"][0],
             "e_tol": study.e_tol}
 
 

@@ -30,10 +30,10 @@ import yaml
 
 from common import write_results
 from macrodyn import keys as K
+from macrodyn.closure.jacobian import pinv_rows
 from macrodyn.config import parse_config
 from macrodyn.data.store import ChunkedTable
 from macrodyn.pipeline import Run, closure_stage, dynamics_stage, labelled_configs
-from macrodyn.closure.jacobian import pinv_rows
 from macrodyn.training.features import _batch_jacobian_rows, compute_features, sample_units
 
 
@@ -68,12 +68,15 @@ def main() -> None:
         for s in range(0, len(x), 10):
             J = _batch_jacobian_rows(ae64, torch.as_tensor(x[s:s + 10]))  # (b, d, N)
             jf = exact[K.JF][s:s + 10]
+            P = pinv_rows(J)  # (b, N, d) once; each draw takes its subset's rows
             for _ in range(args.draws):
                 sub = torch.as_tensor(run.system.unit_coords(sample_units(len(J), n, k, rng)))
-                JI, fI = torch.gather(J, 2, sub.unsqueeze(1).expand(-1, J.shape[1], -1)), torch.gather(full_f[s:s + 10], 1, sub)
+                JI = torch.gather(J, 2, sub.unsqueeze(1).expand(-1, J.shape[1], -1))
+                fI = torch.gather(full_f[s:s + 10], 1, sub)
                 ht.append((JI @ fI.unsqueeze(-1)).squeeze(-1) * (n / k) - jf)
                 # the rate L_x,p's loss pulls g toward on this configuration: argmin_v ||J⁺_I v − f_I||²
-                fit.append(torch.linalg.lstsq(pinv_rows(J, sub), fI.unsqueeze(-1)).solution.squeeze(-1) - jf)
+                PI = torch.gather(P, 1, sub.unsqueeze(-1).expand(-1, -1, P.shape[-1]))
+                fit.append(torch.linalg.lstsq(PI, fI.unsqueeze(-1)).solution.squeeze(-1) - jf)
         ae.float()
         spread = exact[K.JF].std(0)
         ht, fit = (torch.cat(e).pow(2).mean(0).sqrt() for e in (ht, fit))  # rms per component (d,)

@@ -6,8 +6,8 @@ then, for each loss, training sets of increasing size are labelled and trained
 (``SIZE/LOSS_cNNNN``, sharing that data) until the ensemble-mean rollout error is
 ≤ ``e_tol`` (with ``draws`` > 1, its mean over independent draws in ``SIZE/LOSS_cNNNN_drawD``).
 Every point is an ordinary run folder, so rerunning the study skips finished points and
-resumes an interrupted one. Labelling wall time is recorded per
-point: macrodyn computes only the forces it uses, so L_x,p's saving shows in seconds.
+resumes an interrupted one. Labelling wall time is recorded per point: macrodyn computes
+only the forces it uses, so L_x,p's saving shows in seconds.
 """
 from __future__ import annotations
 
@@ -182,18 +182,22 @@ def _search(study: ForceBudgetStudy, train, points: list[dict]) -> None:
         lo, hi = (lo, mid) if ok(points[-1]) else (mid, hi)
 
 
-def _train_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
-    """Train (or read back) the point's ``study.draws`` draws; one point record over them."""
+def run_point(shared: Path, cfg: RunConfig, out: Path):
+    """``(run, metrics)`` of the point ``cfg`` in ``out`` on the size's ``shared`` run: trained, or
+    read back when finished (``Run`` raises if ``out`` was run with another config)."""
     from macrodyn.pipeline import Run, run_on_shared
 
+    if (out / "metrics.json").exists():  # a finished point is not recomputed
+        return Run(cfg, out, progress=False), load_json(out / "metrics.json")
+    return run_on_shared(shared, cfg, out)
+
+
+def _train_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
+    """Train (or read back) the point's ``study.draws`` draws; one point record over them."""
     draws = []
     for d in range(study.draws):
         out = folder / (f"{loss}_c{n_configs}" + (f"_draw{d}" if d else ""))
-        cfg = point_config(study, n_atoms, loss, n_configs, seed=study.run.seed + d if d else None)
-        if (out / "metrics.json").exists():  # a finished point is not recomputed
-            run, m = Run(cfg, out, progress=False), load_json(out / "metrics.json")
-        else:
-            run, m = run_on_shared(shared, cfg, out)
+        run, m = run_point(shared, point_config(study, n_atoms, loss, n_configs, seed=study.run.seed + d), out)
         draws.append(_point(run, m, n_atoms, loss, n_configs))
     if len(draws) == 1:
         return draws[0]
