@@ -25,6 +25,10 @@ def test_invalid_values_are_named():
         parse_config({"training": {"budget": -3}})
     with pytest.raises(InputError, match="set p: 1"):
         parse_config({"training": {"loss": "L_z", "p": 0.5}})
+    with pytest.raises(InputError, match="control: snapshots needs loss: L_xp"):
+        parse_config({"training": {"loss": "L_z", "p": 1.0, "control": "snapshots"}})
+    with pytest.raises(InputError, match="labelling: on_demand"):
+        parse_config({"training": {"control": "snapshots", "labelling": "on_demand"}})
     with pytest.raises(InputError, match="multiple of save_every"):
         parse_config({"data": {"n_steps": 105, "save_every": 10}})
 
@@ -51,12 +55,13 @@ def test_bad_yaml_and_missing_file(tmp_path):
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_configs_validate(path):
     """Every config in configs/ parses, and the LJ-800 one builds its system with shared microstates."""
-    if path.name == "lj_scaling.yaml":  # a study config: every point it makes must be a valid run config
+    if path.name.startswith("lj_scaling"):  # a study config: every point it makes must be a valid run config
         from macrodyn.study import load_study, point_config
 
         study = load_study(path)
         for size in study.sizes:
-            point_config(study, size, "L_xp", 250)
+            for loss in (None, *study.losses):
+                parse_config(point_config(study, size, loss, 250).model_dump())  # re-validated as written
         return
     cfg = load_config(path)
     if path.name == "lj800.yaml":

@@ -59,6 +59,19 @@ def test_point_configs_compare_equal_when_reread():
         assert cfg.system.params["n_atoms"] == 2700 and cfg.system.params["box"] is None
 
 
+def test_control_applies_to_l_xp_points_only_and_shared_runs_match():
+    """With training.control set, L_x,p points use it; L_z points and the shared run do not, so the shared
+    run's config equals the control-free study's (the two studies can share trajectories and closure)."""
+    lj = {"run": {"system": {"name": "lennard_jones", "params": {"box": 10.0, "engine": "verlet"}}},
+          "sizes": [800], "configs": [250]}
+    plain = ForceBudgetStudy.model_validate(lj)
+    lj["run"]["training"] = {"control": "snapshots", "control_window": 5}
+    ctl = ForceBudgetStudy.model_validate(lj)
+    assert point_config(ctl, 800, "L_xp", 250).training.control == "snapshots"
+    assert point_config(ctl, 800, "L_z", 250).training.control == "none"
+    assert point_config(ctl, 800).model_dump() == point_config(plain, 800).model_dump()
+
+
 @pytest.mark.slow
 def test_study_stops_at_tolerance_and_resumes(tmp_path):
     study = ForceBudgetStudy.model_validate({**STUDY, "e_tol": 1.0e9})  # every first point is within tolerance

@@ -145,11 +145,20 @@ class TrainingConfig(_Strict):
         "configuration is visited during training until the budget is spent, then reuse the cached labels")
     on_demand_visits: int = Field(2, gt=0, description="on_demand: fresh subsets per configuration the budget "
                                   "pays for (pool = budget / (units per config · visits))")
+    control: Literal["none", "snapshots"] = Field(
+        "none", description="none: fit the sampled forces (paper); snapshots: fit their residual from the other "
+        "labelled configurations' mean within ±control_window snapshots, and add J c exactly (unbiased, no "
+        "force evaluations; training/control.py)")
+    control_window: int = Field(12, ge=0, description="control: snapshots either side whose labels predict a "
+                                "configuration's forces")
 
     @model_validator(mode="after")
     def _check(self):
         if self.loss in ("L_z", "L_x") and self.p != 1:
             raise ValueError(f"loss {self.loss} uses every coordinate: set p: 1 (got {self.p}) or use L_xp")
+        if self.control != "none" and (self.loss != "L_xp" or self.labelling != "fixed"):
+            raise ValueError(f"control: {self.control} needs loss: L_xp with labelling: fixed (got loss: {self.loss}, "
+                             f"labelling: {self.labelling}); set control: none")
         return self
 
 

@@ -36,6 +36,7 @@ from macrodyn.io import load_json, load_torch, save_json, save_text, save_torch
 from macrodyn.systems.base import MicroSystem
 from macrodyn.systems.registry import build_system
 from macrodyn.training.closure import fit_closure
+from macrodyn.training.control import SnapshotControl
 from macrodyn.training.distributed import data_parallel, world
 from macrodyn.training.dynamics import fit_dynamics
 from macrodyn.closure.jacobian import pinv_rows
@@ -338,10 +339,21 @@ def device(run: Run) -> torch.device:
 def features_for(run: Run, ae: ClosureAutoencoder) -> dict[str, torch.Tensor]:
     """Features of the stored labels, computed chunk by chunk of the labels table (so only
     one chunk's configurations are in memory: 16 000 of them are 4.9 GB at 6 400 atoms)."""
+    t, table = run.cfg.training, ChunkedTable.open(run.store, "labels")
+    control = None
+    if t.control == "snapshots":
+        if K.WHERE not in table.columns:
+            raise InputError(f"training.control: snapshots needs labels that name their snapshot; {run.store} holds "
+                             "an older labels table: delete its 'labels' folder and label again.")
+        lab = table.read([K.WHERE, K.INDEX, K.FORCES])
+        control = SnapshotControl(lab[K.WHERE], lab[K.INDEX], lab[K.FORCES], run.system.n_coords, run.n_saved,
+                                  t.control_window, run.system.coords_per_unit)
     parts = []
-    for lab in ChunkedTable.open(run.store, "labels").iter_chunks():
+    for c, lab in enumerate(table.iter_chunks()):
+        rows = np.arange(table.n_rows)[table.chunk_slice(c)]
         parts.append(compute_features(ae, labelled_configs(run, lab), lab[K.INDEX], lab[K.FORCES],
-                                      w=lab.get(K.WEIGHTS), rows=run.cfg.training.loss != "L_z"))
+                                      w=lab.get(K.WEIGHTS), control=None if control is None else control(rows),
+                                      rows=t.loss != "L_z"))
     return {k: torch.cat([p[k] for p in parts]).to(device(run)) for k in parts[0]}
 
 

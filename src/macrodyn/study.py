@@ -102,6 +102,8 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
     cfg = parse_config(data, "study point")  # validated, so it compares equal when the point is resumed
     n_units = build_system(cfg.system.name, cfg.system.params).n_units
     t = cfg.training
+    if loss != "L_xp":  # the shared run labels nothing and L_z's labels are exact: no control variate
+        t.control, t.control_window = "none", type(t).model_fields["control_window"].default
     if loss == "L_z":
         t.loss, t.p, t.budget = "L_z", 1.0, n_configs * n_units
     elif loss == "L_xp":
@@ -227,7 +229,8 @@ def _label_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_c
 def _point(run, m: dict, n_atoms: int, loss: str, n_configs: int) -> dict:
     return {"n_atoms": n_atoms, "loss": loss, "n_configs": n_configs, "force_evaluations": m["force_evaluations"],
             "rollout_rel_error": m["rollout_rel_error"], "rollout_rel_error_std": m["rollout_rel_error_std"],
-            "n_members": m["n_members"], "labelling_seconds": run.timings.get("label"),
+            "n_members": m["n_members"], "control": run.cfg.training.control,
+            "labelling_seconds": run.timings.get("label"),
             "labelling_force_seconds": run.timings.get("label_forces"),
             "training_seconds": run.timings.get("dynamics")}
 
@@ -251,7 +254,8 @@ def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
             trained = [p for p in mine if p["rollout_rel_error"] is not None]
             hit = min((p for p in trained if p["rollout_rel_error"] <= study.e_tol), key=lambda p: p["n_configs"],
                       default=None)
-            records.append({"n_atoms": n_atoms, "loss": loss, "e_tol": study.e_tol,
+            records.append({"n_atoms": n_atoms, "loss": loss, "control": mine[0].get("control", "none") if mine else "none",
+                            "e_tol": study.e_tol,
                             "evaluations_to_tol": hit and hit["force_evaluations"],
                             "configs_to_tol": hit and hit["n_configs"],
                             "labelling_seconds": hit and hit["labelling_seconds"],
@@ -274,16 +278,18 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
     figs.mkdir(parents=True, exist_ok=True)
     colors = {"L_z": "C0", "L_xp": "C3"}
     fig, ax = plt.subplots(figsize=(5, 4))
-    for loss, c in colors.items():
-        rec = [r for r in result["records"] if r["loss"] == loss and r["evaluations_to_tol"]]
+    for (loss, control), c in _variants(result["records"]).items():
+        mine = [r for r in result["records"] if r["loss"] == loss and r.get("control", "none") == control]
+        name = loss + ("" if control == "none" else " + control")
+        rec = [r for r in mine if r["evaluations_to_tol"]]
         if rec:
             ax.loglog([r["n_atoms"] for r in rec], [r["evaluations_to_tol"] for r in rec], "o-", color=c,
-                      label=f"{loss} (macrodyn)")
-        miss = [r for r in result["records"] if r["loss"] == loss and not r["evaluations_to_tol"]
-                and r.get("largest_tried_evaluations")]
+                      label=f"{name} (macrodyn)")
+        miss = [r for r in mine if not r["evaluations_to_tol"] and r.get("largest_tried_evaluations")]
         if miss:  # tolerance not reached: the largest budget tried is a lower bound
             ax.loglog([r["n_atoms"] for r in miss], [r["largest_tried_evaluations"] for r in miss], "^", color=c,
-                      mfc="none", ms=9, label=f"{loss} (macrodyn, not reached: > this)")
+                      mfc="none", ms=9, label=f"{name} (macrodyn, not reached: > this)")
+    for loss, c in colors.items():
         ref = sorted(REFERENCE[loss].items())
         ax.loglog([n for n, _ in ref], [e for _, e in ref], "s--", color=c, alpha=0.5, label=f"{loss} (paper)")
     _size_ticks(ax, {r["n_atoms"] for r in result["records"]} | set(REFERENCE["L_z"]))
@@ -313,6 +319,13 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
     fig.savefig(paths[1], dpi=120)
     plt.close(fig)
     return paths
+
+
+def _variants(records: list[dict]) -> dict[tuple[str, str], str]:
+    """``(loss, control) -> colour`` of the variants in ``records`` (L_z blue, L_x,p red, with control green)."""
+    keys = dict.fromkeys((r["loss"], r.get("control", "none")) for r in records)
+    palette = {("L_z", "none"): "C0", ("L_xp", "none"): "C3", ("L_xp", "snapshots"): "C2"}
+    return {k: palette.get(k, f"C{4 + i}") for i, k in enumerate(keys)}
 
 
 def _size_ticks(ax, sizes) -> None:

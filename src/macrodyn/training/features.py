@@ -59,8 +59,8 @@ JACOBIAN_BYTES = 512 * 2**20
 
 @torch.no_grad()
 def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: np.ndarray, *,
-                     w: np.ndarray | None = None, rows: bool = True, batch: int = 512,
-                     dtype=torch.float32) -> dict[str, torch.Tensor]:
+                     w: np.ndarray | None = None, control: np.ndarray | None = None, rows: bool = True,
+                     batch: int = 512, dtype=torch.float32) -> dict[str, torch.Tensor]:
     """Features of labelled configurations.
 
     Args:
@@ -68,6 +68,8 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
         x: ``(M, N)`` configurations; idx, f: ``(M, k)`` indices and forces there.
         w: ``(M, k)`` importance weights (``k/(N π_i)``, see :mod:`macrodyn.training.sampling`);
             None for uniform subsets (all 1).
+        control: ``(M, N)`` predicted forces ``c`` (:mod:`macrodyn.training.control`): the stored
+            forces become ``f_I − c_I + J⁺_I (J c)`` and the estimate ``J c + (N/k) J_I (f_I − c_I)``.
         rows: compute the ``J⁺`` rows (the ``L_x``/``L_x,p`` features). ``False`` needs every
             coordinate labelled and returns only ``Z, JF, JF_ESTIMATE`` (``L_z``): ``J f`` is then
             one forward-mode product per configuration instead of ``d`` reverse passes, and
@@ -81,7 +83,7 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
     n = x.shape[1]
     full = idx.shape[1] == n
     if not rows:
-        if not full or w is not None:
+        if not full or w is not None or control is not None:
             raise ValueError("compute_features(rows=False) needs every coordinate labelled, unweighted (L_z)")
         out = {K.Z: [], K.JF: []}
         for s in range(0, len(x), batch):
@@ -96,25 +98,33 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
         res[K.JF_ESTIMATE] = res[K.JF]
         return res
     batch = max(1, min(batch, JACOBIAN_BYTES // (8 * ae.dim * n)))
-    out = {K.Z: [], K.PINV_ROWS: [], K.JF_ESTIMATE: []}
+    out = {K.Z: [], K.PINV_ROWS: [], K.JF_ESTIMATE: [], K.FORCES: []}
     if full:
         out[K.JF] = []
     for s in range(0, len(x), batch):
         xb = torch.as_tensor(x[s:s + batch], dtype=torch.float64)
         ib = torch.as_tensor(idx[s:s + batch])
         fb = torch.as_tensor(f[s:s + batch], dtype=torch.float64)
-        if w is not None:  # Horvitz–Thompson: f_i / π_i = f_i · w_i N/k
-            fb = fb * torch.as_tensor(w[s:s + batch], dtype=torch.float64)
         J = _batch_jacobian_rows(ae64, xb)
         JI = torch.gather(J, 2, ib.unsqueeze(1).expand(-1, J.shape[1], -1))
+        P = pinv_rows(J, ib)
+        jc = 0.0
+        if control is not None:  # fit the residual f − c; J c is exact (training/control.py)
+            cb = torch.as_tensor(control[s:s + batch], dtype=torch.float64)
+            jc = (J @ cb.unsqueeze(-1)).squeeze(-1)
+            fb = fb - torch.gather(cb, 1, ib)
+            out[K.FORCES].append(fb + (P @ jc.unsqueeze(-1)).squeeze(-1))
+        else:
+            out[K.FORCES].append(fb)
+        if w is not None:  # Horvitz–Thompson: f_i / π_i = f_i · w_i N/k
+            fb = fb * torch.as_tensor(w[s:s + batch], dtype=torch.float64)
         out[K.Z].append(ae64(xb))
-        out[K.PINV_ROWS].append(pinv_rows(J, ib))
+        out[K.PINV_ROWS].append(P)
         # Σ_{i∈I} J_{:,i} f_i scaled by N/k is an unbiased estimate of J f
-        out[K.JF_ESTIMATE].append((JI @ fb.unsqueeze(-1)).squeeze(-1) * (n / ib.shape[1]))
+        out[K.JF_ESTIMATE].append(jc + (JI @ fb.unsqueeze(-1)).squeeze(-1) * (n / ib.shape[1]))
         if full:
-            out[K.JF].append((JI @ fb.unsqueeze(-1)).squeeze(-1))
+            out[K.JF].append(jc + (JI @ fb.unsqueeze(-1)).squeeze(-1))
     ae.float()
     res = {k: torch.cat(v).to(dtype) for k, v in out.items()}
-    res[K.FORCES] = torch.as_tensor(f, dtype=dtype)
     res[K.WEIGHTS] = torch.ones_like(res[K.FORCES]) if w is None else torch.as_tensor(w, dtype=dtype)
     return res

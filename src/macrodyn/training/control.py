@@ -1,0 +1,78 @@
+"""A control variate for L_x,p's labels, built from the other labelled configurations.
+
+A configuration's 50-atom label is noisy because the forces it did not compute are unknown.
+But the other configurations' labels are already paid for, and in trajectory data they are
+informative: the same atom a few snapshots earlier or later, in the same or another run,
+feels a similar force (with the paper's shared microstates every run starts from the same
+positions, so atom ``i``'s force at snapshot ``t`` is much alike across runs).
+
+For configuration ``m`` at snapshot ``t``, :class:`SnapshotControl` predicts every
+coordinate's force as ``c_i = β_s · mean`` of the labels of coordinate ``i`` in the *other*
+labelled configurations whose snapshot is within ``±window`` of ``t`` (0 where there is
+none); ``β_s`` is one least-squares scale per coordinate slot ``s = i mod coords_per_unit``
+(for MD the three position and three velocity rates), so a useless prediction is scaled to
+~0 instead of adding noise. The loss then fits the residual ``f − c`` and adds ``J c``
+exactly (METHOD.md §3's identity, applied to ``f − c``):
+
+    Σ_{i∈I} w_i ([J⁺(g − J c)]_i − (f_i − c_i))²  =  Σ_{i∈I} w_i ([J⁺ g]_i − f'_i)²,
+    f'_I = f_I − c_I + J⁺_I (J c)
+
+so only the stored forces change (:func:`macrodyn.training.features.compute_features`),
+and the estimate of ``J f`` becomes ``J c + (N/k) J_I (f_I − c_I)``. Because ``m``'s own
+labels are left out, ``c`` does not depend on ``m``'s subset and both stay unbiased; the
+noise falls with how well ``c`` predicts ``f`` (README, force budget section). No force is
+evaluated.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+class SnapshotControl:
+    """Leave-one-out snapshot-window means of the labels, scaled per coordinate slot.
+
+    Args:
+        where: ``(M, 2)`` (trajectory, snapshot) of each labelled configuration.
+        idx, forces: ``(M, k)`` labelled coordinates and their forces.
+        n_coords: coordinates per configuration (N).
+        n_saved: snapshots per trajectory.
+        window: snapshots either side that contribute (0: the same snapshot only).
+        coords_per_unit: coordinates per cost unit; one ``β`` per slot.
+    """
+
+    def __init__(self, where: np.ndarray, idx: np.ndarray, forces: np.ndarray, n_coords: int, n_saved: int,
+                 window: int, coords_per_unit: int = 1):
+        if not (len(where) == len(idx) == len(forces)) or idx.shape != forces.shape:
+            raise ValueError(f"where {where.shape}, idx {idx.shape} and forces {forces.shape} do not match")
+        self.where, self.idx, self.forces = where, idx, forces
+        self.window, self.cpu = int(window), coords_per_unit
+        t = np.repeat(where[:, 1], idx.shape[1])
+        # cumulative sums over snapshots, so any window's sum is two rows (float64: N·T·16 bytes)
+        s, c = np.zeros((n_saved + 1, n_coords)), np.zeros((n_saved + 1, n_coords))
+        np.add.at(s, (t + 1, idx.ravel()), forces.ravel())
+        np.add.at(c, (t + 1, idx.ravel()), 1.0)
+        self._sum, self._count = np.cumsum(s, 0), np.cumsum(c, 0)
+        self.beta = np.ones(coords_per_unit)
+        raw = np.concatenate([np.take_along_axis(self._raw(r), self.idx[r], 1)
+                              for r in np.array_split(np.arange(len(where)), max(1, len(where) // 64))])
+        slot = idx % coords_per_unit
+        for s_ in range(coords_per_unit):  # β = argmin Σ (f − β c)² over the slot's labels
+            m = slot == s_
+            den = float((raw[m] ** 2).sum())
+            self.beta[s_] = float((raw[m] * forces[m]).sum()) / den if den > 0 else 0.0
+
+    def _raw(self, rows: np.ndarray) -> np.ndarray:
+        """``(b, N)`` unscaled leave-one-out window means for labelled configurations ``rows``."""
+        t = self.where[rows, 1]
+        lo = np.maximum(t - self.window, 0)
+        hi = np.minimum(t + self.window + 1, self._sum.shape[0] - 1)
+        s, c = self._sum[hi] - self._sum[lo], self._count[hi] - self._count[lo]
+        own = np.arange(len(rows))[:, None]
+        s[own, self.idx[rows]] -= self.forces[rows]  # leave the configuration's own labels out
+        c[own, self.idx[rows]] -= 1.0
+        return np.where(c > 0.5, s / np.maximum(c, 1.0), 0.0)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        """``(b, N)`` predicted forces of labelled configurations ``rows`` (indices into the labels)."""
+        raw = self._raw(np.asarray(rows))
+        return raw * np.tile(self.beta, raw.shape[1] // self.cpu)[None]
