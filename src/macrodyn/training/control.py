@@ -53,19 +53,24 @@ class SnapshotControl:
         np.add.at(c, (t + 1, idx.ravel()), 1.0)
         self._sum, self._count = np.cumsum(s, 0), np.cumsum(c, 0)
         self.beta = np.ones(coords_per_unit)
-        raw = np.concatenate([np.take_along_axis(self._raw(r), self.idx[r], 1)
-                              for r in np.array_split(np.arange(len(where)), max(1, len(where) // 64))])
+        lo, hi = self._window(np.arange(len(where)))
+        s_ = self._sum[hi[:, None], idx] - self._sum[lo[:, None], idx] - forces  # at the labelled coordinates only
+        c_ = self._count[hi[:, None], idx] - self._count[lo[:, None], idx] - 1.0
+        raw = np.where(c_ > 0.5, s_ / np.maximum(c_, 1.0), 0.0)
         slot = idx % coords_per_unit
         for s_ in range(coords_per_unit):  # β = argmin Σ (f − β c)² over the slot's labels
             m = slot == s_
             den = float((raw[m] ** 2).sum())
             self.beta[s_] = float((raw[m] * forces[m]).sum()) / den if den > 0 else 0.0
 
+    def _window(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of the cumulative sums bounding each configuration's snapshot window."""
+        t = self.where[rows, 1]
+        return np.maximum(t - self.window, 0), np.minimum(t + self.window + 1, self._sum.shape[0] - 1)
+
     def _raw(self, rows: np.ndarray) -> np.ndarray:
         """``(b, N)`` unscaled leave-one-out window means for labelled configurations ``rows``."""
-        t = self.where[rows, 1]
-        lo = np.maximum(t - self.window, 0)
-        hi = np.minimum(t + self.window + 1, self._sum.shape[0] - 1)
+        lo, hi = self._window(rows)
         s, c = self._sum[hi] - self._sum[lo], self._count[hi] - self._count[lo]
         own = np.arange(len(rows))[:, None]
         s[own, self.idx[rows]] -= self.forces[rows]  # leave the configuration's own labels out
