@@ -18,7 +18,9 @@ def machine() -> dict:
 
     return {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
             "cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads()}
+            "torch_threads": torch.get_num_threads(),
+            # trained errors depend on the kernels torch picks for the CPU (README: reproducibility)
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
 
 
 def commit() -> str:

@@ -12,7 +12,7 @@ study's own ``draws`` folders, because they train ``--members`` (1) instead of t
 Writes benchmarks/results/force_budget_draws.json: one record per (point, seed) with
 ``n_atoms, loss, n_configs, seed, force_evaluations, rollout_rel_error``, a summary per
 point (mean, std and min/max over seeds, how many seeds reach e_tol), and
-force_budget_draws.png. Each invocation adds to the JSON (one size per invocation; run them
+force_budget_draws.png (``--name``: another file, e.g. for the control-variate study). Each invocation adds to the JSON (one size per invocation; run them
 one after another, not at once). A finished (point, seed) is read back, not retrained.
 
     python benchmarks/force_budget_draws.py --size 6400 \\
@@ -50,6 +50,7 @@ def run_draw(study, work: Path, size: int, loss: str, n_configs: int, seed: int,
         out = folder / "draws" / f"{loss}_c{n_configs}_seed{seed}"
         m = run_point(folder / "shared", draw_config(study, size, loss, n_configs, seed, members), out)[1]
     return {"n_atoms": size, "loss": loss, "n_configs": n_configs, "seed": seed,
+            "control": study.run.training.control if loss == "L_xp" else "none",
             "force_evaluations": m["force_evaluations"], "rollout_rel_error": m["rollout_rel_error_members"][0],
             "e_tol": study.e_tol}
 
@@ -100,10 +101,11 @@ def main() -> None:
     ap.add_argument("--point", action="append", required=True, help="LOSS:N_CONFIGS, e.g. L_xp:12000")
     ap.add_argument("--seed", type=int, action="append", required=True, help="run seeds besides the study's")
     ap.add_argument("--members", type=int, default=1)
+    ap.add_argument("--name", default=NAME, help="results file benchmarks/results/NAME.json (and NAME.png)")
     args = ap.parse_args()
     study = load_study(args.config)
     work = Path(args.work)
-    done = {(r["n_atoms"], r["loss"], r["n_configs"], r["seed"]): r for r in read_records(NAME)}
+    done = {(r["n_atoms"], r["loss"], r["n_configs"], r["seed"]): r for r in read_records(args.name)}
     for spec in args.point:
         loss, n = spec.split(":")
         for seed in [study.run.seed, *args.seed]:
@@ -112,8 +114,8 @@ def main() -> None:
             print(f"{args.size} {loss} {n} seed {seed}: {rec['rollout_rel_error']:.2e}", flush=True)
             records = sorted(done.values(), key=lambda r: (r["n_atoms"], r["loss"], r["n_configs"], r["seed"]))
             note = f"one member per seed; seed {study.run.seed} is the study's point (member 0) where it was trained"
-            write_results(NAME, records, summary=summary(records, study.e_tol), note=note)
-    plot(records, study.e_tol, RESULTS / f"{NAME}.png")
+            write_results(args.name, records, summary=summary(records, study.e_tol), note=note)
+    plot(records, study.e_tol, RESULTS / f"{args.name}.png")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,13 @@ evaluations_to_tol, configs_to_tol, labelling_seconds, error_at_tol``; every tra
 point under ``points``, the label-only ones under ``labelling_points``) and the two
 figures as benchmarks/results/force_budget_*.png.
 
+``--name`` writes another results file (NAME.json, NAME_evaluations.png), e.g. for the study
+with L_x,p's control variate; ``--compare`` draws another study's results beside it and adds
+each record's ratio to that study's L_z (``l_z_evaluations_to_tol``, ``l_z_over_this``):
+
     python benchmarks/force_budget_study.py [--size 800 --size 2700 --size 6400] [--loss L_xp]
+    python benchmarks/force_budget_study.py --config configs/lj_scaling_control.yaml --work runs/lj_control \
+        --name force_budget_study_control --compare benchmarks/results/force_budget_study.json --skip-label
 """
 from __future__ import annotations
 
@@ -28,7 +34,7 @@ import numpy as np
 
 from common import RESULTS, write_results
 from macrodyn.io import load_json
-from macrodyn.study import labelling_ratio, load_study, run_study
+from macrodyn.study import labelling_ratio, load_study, plot_study, run_study
 
 HERE = Path(__file__).parent
 
@@ -51,7 +57,7 @@ def warm_page_cache(study, work: Path, sizes: list[int], label_configs: list[int
             run.system.partial_forces(x[:1], run.system.unit_coords(np.arange(2)[None]))  # numba's JIT cache load
 
 
-def trained_study(work: Path) -> tuple[dict, str | None]:
+def trained_study(work: Path, name: str = "force_budget_study") -> tuple[dict, str | None]:
     """``--skip-train``: the study in ``work`` and None, or, when ``work`` holds no trained point
     (only label-only runs, or nothing), the trained points of the committed results and their
     commit (the labelling can then be re-timed without retraining)."""
@@ -59,9 +65,9 @@ def trained_study(work: Path) -> tuple[dict, str | None]:
     res = load_json(path) if path.exists() else {"records": [], "points": []}
     if any(p["rollout_rel_error"] is not None for p in res["points"]):
         return res, None
-    if not (RESULTS / "force_budget_study.json").exists():
+    if not (RESULTS / f"{name}.json").exists():
         raise SystemExit(f"--skip-train: {work} holds no trained point and there are no committed results to keep.")
-    old = load_json(RESULTS / "force_budget_study.json")
+    old = load_json(RESULTS / f"{name}.json")
     return {"records": old["records"], "points": old["points"]}, old.get("trained_commit", old["commit"])
 
 
@@ -76,12 +82,14 @@ def main() -> None:
                     "(default 1000)")
     ap.add_argument("--skip-train", action="store_true", help="collect the study in --work, train nothing new")
     ap.add_argument("--skip-label", action="store_true", help="no label-only timing")
+    ap.add_argument("--name", default="force_budget_study", help="results file benchmarks/results/NAME.json")
+    ap.add_argument("--compare", help="another study's results JSON, drawn beside this one (its L_z: the ratios)")
     args = ap.parse_args()
     study, work, label_work = load_study(args.config), Path(args.work), Path(args.label_work)
     sizes = args.sizes or [800, 2700, 6400]
     trained_commit = None
     if args.skip_train:
-        res, trained_commit = trained_study(work)
+        res, trained_commit = trained_study(work, args.name)
     else:
         res = run_study(study, work, sizes, losses=args.losses)
     lab = {"points": []}
@@ -96,7 +104,15 @@ def main() -> None:
         lab = run_study(study, label_work, sizes, label_only=True, label_configs=label_configs)
     ratios = {n: {"labelling_wall": labelling_ratio(lab["points"], n),
                   "force_calls": labelling_ratio(lab["points"], n, "labelling_force_seconds")} for n in sizes}
-    write_results("force_budget_study", res["records"], points=res["points"], labelling_points=lab["points"],
+    other = load_json(Path(args.compare)) if args.compare else None
+    if other:
+        l_z = {r["n_atoms"]: r["evaluations_to_tol"] for r in other["records"] if r["loss"] == "L_z"}
+        for r in res["records"]:
+            r["l_z_evaluations_to_tol"] = l_z.get(r["n_atoms"])
+            r["l_z_over_this"] = (r["l_z_evaluations_to_tol"] / r["evaluations_to_tol"]
+                                  if r["l_z_evaluations_to_tol"] and r["evaluations_to_tol"] else None)
+    write_results(args.name, res["records"], points=res["points"], labelling_points=lab["points"],
+                  **({"compared_with": Path(args.compare).name} if other else {}),
                   config=Path(args.config).name, labelling_ratio_L_z_over_L_xp=ratios,
                   **({"trained_commit": trained_commit} if trained_commit else {}),
                   note="points: trained study points (two processes, one per loss, on the 2 cores); "
@@ -108,9 +124,14 @@ def main() -> None:
                        "labelling_force_seconds: time inside the force calls alone. 1 torch thread. trained_commit (when "
                        "present): the commit the kept trained points were measured at (--skip-train re-timed only the "
                        "labelling).")
-    figures = {label_work / "figures" / "labelling_seconds.png": "force_budget_labelling_seconds.png"}
-    if trained_commit is None:  # else the committed figure already shows the kept points
-        figures[work / "figures" / "force_budget.png"] = "force_budget_evaluations.png"
+    prefix = "force_budget" if args.name == "force_budget_study" else args.name
+    figures = {label_work / "figures" / "labelling_seconds.png": f"{prefix}_labelling_seconds.png"}
+    if other:  # both studies' records in one figure
+        plot_study({"records": other["records"] + res["records"], "points": other["points"] + res["points"]},
+                   work / "figures_compared")
+        figures[work / "figures_compared" / "force_budget.png"] = f"{prefix}_evaluations.png"
+    elif trained_commit is None:  # else the committed figure already shows the kept points
+        figures[work / "figures" / "force_budget.png"] = f"{prefix}_evaluations.png"
     for src, name in figures.items():
         if src.exists():
             shutil.copy(src, RESULTS / name)

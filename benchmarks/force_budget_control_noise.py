@@ -1,0 +1,83 @@
+"""Label noise of L_x,p with and without the control variate (training.control: snapshots).
+
+For each given L_x,p point folder (its labels table and closure), ``--configs`` of its labelled
+configurations get every force computed; then, for the window sizes asked, the rate each
+configuration's loss pulls ``g`` toward, ``argmin_v ||J⁺_I v − f'_I||²`` (``f' = f`` without the
+control, ``f_I − c_I + J⁺_I J c`` with it), and the plain estimate (``JF_ESTIMATE``) are compared
+with the exact ``J f``: rms error over the spread of ``J f`` across the configurations, for T and
+(median over components) the closure. The prediction ``c`` uses the point's whole labels table,
+as training does. No training.
+
+Writes benchmarks/results/force_budget_control_noise.json.
+
+    python benchmarks/force_budget_control_noise.py --point runs/lj_control/n_atoms6400/L_xp_c12000 \\
+        [--point ...] [--configs 100] [--window 6 --window 12 --window 25]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+
+from common import write_results
+from macrodyn import keys as K
+from macrodyn.config import parse_config
+from macrodyn.data.store import ChunkedTable
+from macrodyn.pipeline import Run, closure_stage, labelled_configs
+from macrodyn.training.control import SnapshotControl
+from macrodyn.training.features import compute_features
+
+
+def noise(point: Path, n_configs: int, windows: list[int], seed: int = 0) -> list[dict]:
+    run = Run(parse_config(yaml.safe_load((point / "config.yaml").read_text())), point, progress=False)
+    ae = closure_stage(run)
+    lab = ChunkedTable.open(run.store, "labels").read()
+    rows = np.sort(np.random.default_rng(seed).choice(len(lab[K.WHERE]), n_configs, replace=False))
+    x = labelled_configs(run, {K.WHERE: lab[K.WHERE][rows]})
+    n = run.system.n_coords
+    every = np.broadcast_to(np.arange(n), (len(x), n)).copy()
+    exact = compute_features(ae, x, every, run.system.forces(x), rows=False, dtype=torch.float64)[K.JF]
+    spread = exact.std(0)
+    params = run.cfg.system.params
+    out = []
+    for w in [None, *windows]:
+        ctl = None if w is None else SnapshotControl(lab[K.WHERE], lab[K.INDEX], lab[K.FORCES], n, run.n_saved, w,
+                                                      run.system.coords_per_unit)
+        ft = compute_features(ae, x, lab[K.INDEX][rows], lab[K.FORCES][rows], control=None if ctl is None else ctl(rows),
+                              dtype=torch.float64)
+        fit = torch.linalg.lstsq(ft[K.PINV_ROWS], ft[K.FORCES].unsqueeze(-1)).solution.squeeze(-1)
+        rel = lambda e: ((e - exact).pow(2).mean(0).sqrt() / spread).numpy()  # noqa: E731
+        r_fit, r_est = rel(fit), rel(ft[K.JF_ESTIMATE])
+        out.append({"n_atoms": run.system.n_units, "point": f"{point.parent.parent.name}/{point.parent.name}/{point.name}",
+                    "n_configs": len(lab[K.WHERE]), "configs_checked": n_configs,
+                    "shared_placement": params.get("placement_seed") is not None,
+                    "shared_velocities": params.get("velocity_seed") is not None,
+                    "control": "none" if w is None else "snapshots", "window": w,
+                    "beta": None if ctl is None else ctl.beta.tolist(),
+                    "fit_T_over_spread": float(r_fit[0]), "fit_closure_over_spread_median": float(np.median(r_fit[1:])),
+                    "estimate_T_over_spread": float(r_est[0]),
+                    "estimate_closure_over_spread_median": float(np.median(r_est[1:]))})
+        print(out[-1], flush=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--point", action="append", required=True, help="an L_x,p point folder (labels, closure)")
+    ap.add_argument("--configs", type=int, default=100, help="labelled configurations checked per point")
+    ap.add_argument("--window", type=int, action="append", help="control windows (default 12)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    records = [r for p in args.point for r in noise(Path(p), args.configs, args.window or [12])]
+    write_results("force_budget_control_noise", records,
+                  note="rms error of the rate L_x,p's loss fits per configuration (fit_*) and of its J f estimate "
+                       "(estimate_*), over the spread of the exact J f across the checked configurations; T and the "
+                       "median over closure components. control none: the paper's L_x,p; snapshots: the control "
+                       "variate with the given window, built from the point's whole labels table.")
+
+
+if __name__ == "__main__":
+    main()
