@@ -46,12 +46,13 @@ def noise(point: Path, n_configs: int, windows: list[int], seed: int = 0) -> lis
     for w in [None, *windows]:
         ctl = None if w is None else SnapshotControl(lab[K.WHERE], lab[K.INDEX], lab[K.FORCES], n, run.n_saved, w,
                                                       run.system.coords_per_unit)
-        ft = compute_features(ae, x, lab[K.INDEX][rows], lab[K.FORCES][rows], control=None if ctl is None else ctl(rows),
-                              dtype=torch.float64)
+        c = None if ctl is None else ctl(rows)
+        ft = compute_features(ae, x, lab[K.INDEX][rows], lab[K.FORCES][rows], control=c, dtype=torch.float64)
         fit = torch.linalg.lstsq(ft[K.PINV_ROWS], ft[K.FORCES].unsqueeze(-1)).solution.squeeze(-1)
         rel = lambda e: ((e - exact).pow(2).mean(0).sqrt() / spread).numpy()  # noqa: E731
         r_fit, r_est = rel(fit), rel(ft[K.JF_ESTIMATE])
-        out.append({"n_atoms": run.system.n_units, "point": f"{point.parent.parent.name}/{point.parent.name}/{point.name}",
+        name = f"{point.parent.parent.name}/{point.parent.name}/{point.name}"
+        out.append({"n_atoms": run.system.n_units, "point": name,
                     "n_configs": len(lab[K.WHERE]), "configs_checked": n_configs,
                     "shared_placement": params.get("placement_seed") is not None,
                     "shared_velocities": params.get("velocity_seed") is not None,

@@ -10,9 +10,10 @@ member trained the same way). The reruns live in ``SIZE/draws/LOSS_cN_seedS``, a
 study's own ``draws`` folders, because they train ``--members`` (1) instead of the study's.
 
 Writes benchmarks/results/force_budget_draws.json: one record per (point, seed) with
-``n_atoms, loss, n_configs, seed, force_evaluations, rollout_rel_error``, a summary per
+``n_atoms, loss, control, n_configs, seed, force_evaluations, rollout_rel_error``, a summary per
 point (mean, std and min/max over seeds, how many seeds reach e_tol), and
-force_budget_draws.png (``--name``: another file, e.g. for the control-variate study). Each invocation adds to the JSON (one size per invocation; run them
+force_budget_draws.png (``--name``: another file, e.g. for the control-variate study). Each
+invocation adds to the JSON (one size per invocation; run them
 one after another, not at once). A finished (point, seed) is read back, not retrained.
 
     python benchmarks/force_budget_draws.py --size 6400 \\

@@ -254,8 +254,8 @@ def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
             trained = [p for p in mine if p["rollout_rel_error"] is not None]
             hit = min((p for p in trained if p["rollout_rel_error"] <= study.e_tol), key=lambda p: p["n_configs"],
                       default=None)
-            records.append({"n_atoms": n_atoms, "loss": loss, "control": mine[0].get("control", "none") if mine else "none",
-                            "e_tol": study.e_tol,
+            control = mine[0].get("control", "none") if mine else "none"
+            records.append({"n_atoms": n_atoms, "loss": loss, "control": control, "e_tol": study.e_tol,
                             "evaluations_to_tol": hit and hit["force_evaluations"],
                             "configs_to_tol": hit and hit["n_configs"],
                             "labelling_seconds": hit and hit["labelling_seconds"],
