@@ -6,7 +6,10 @@ configuration's loss pulls ``g`` toward, ``argmin_v ||J⁺_I v − f'_I||²`` (`
 control, ``f_I − c_I + J⁺_I J c`` with it), and the plain estimate (``JF_ESTIMATE``) are compared
 with the exact ``J f``: rms error over the spread of ``J f`` across the configurations, for T and
 (median over components) the closure. The prediction ``c`` uses the point's whole labels table,
-as training does. No training.
+as training does. No training. Cost, per window: ``control_build_seconds`` (the window sums and
+the scales, from the whole table), ``control_predict_seconds`` (``c`` for every labelled
+configuration, in the labels' chunks, as ``features_for`` does) and ``features_seconds`` (the
+checked configurations' features, with or without ``c``).
 
 Writes benchmarks/results/force_budget_control_noise.json.
 
@@ -16,6 +19,7 @@ Writes benchmarks/results/force_budget_control_noise.json.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +38,8 @@ from macrodyn.training.features import compute_features
 def noise(point: Path, n_configs: int, windows: list[int], seed: int = 0) -> list[dict]:
     run = Run(parse_config(yaml.safe_load((point / "config.yaml").read_text())), point, progress=False)
     ae = closure_stage(run)
-    lab = ChunkedTable.open(run.store, "labels").read()
+    table = ChunkedTable.open(run.store, "labels")
+    lab = table.read()
     rows = np.sort(np.random.default_rng(seed).choice(len(lab[K.WHERE]), n_configs, replace=False))
     x = labelled_configs(run, {K.WHERE: lab[K.WHERE][rows]})
     n = run.system.n_coords
@@ -44,10 +49,17 @@ def noise(point: Path, n_configs: int, windows: list[int], seed: int = 0) -> lis
     params = run.cfg.system.params
     out = []
     for w in [None, *windows]:
+        t0 = time.perf_counter()
         ctl = None if w is None else SnapshotControl(lab[K.WHERE], lab[K.INDEX], lab[K.FORCES], n, run.n_saved, w,
                                                       run.system.coords_per_unit)
+        t1 = time.perf_counter()
+        if ctl is not None:
+            for ch in range(table.n_chunks):
+                ctl(np.arange(table.n_rows)[table.chunk_slice(ch)])
         c = None if ctl is None else ctl(rows)
+        t2 = time.perf_counter()
         ft = compute_features(ae, x, lab[K.INDEX][rows], lab[K.FORCES][rows], control=c, dtype=torch.float64)
+        t3 = time.perf_counter()
         fit = torch.linalg.lstsq(ft[K.PINV_ROWS], ft[K.FORCES].unsqueeze(-1)).solution.squeeze(-1)
         rel = lambda e: ((e - exact).pow(2).mean(0).sqrt() / spread).numpy()  # noqa: E731
         r_fit, r_est = rel(fit), rel(ft[K.JF_ESTIMATE])
@@ -60,7 +72,10 @@ def noise(point: Path, n_configs: int, windows: list[int], seed: int = 0) -> lis
                     "beta": None if ctl is None else ctl.beta.tolist(),
                     "fit_T_over_spread": float(r_fit[0]), "fit_closure_over_spread_median": float(np.median(r_fit[1:])),
                     "estimate_T_over_spread": float(r_est[0]),
-                    "estimate_closure_over_spread_median": float(np.median(r_est[1:]))})
+                    "estimate_closure_over_spread_median": float(np.median(r_est[1:])),
+                    "control_build_seconds": None if ctl is None else t1 - t0,
+                    "control_predict_seconds": None if ctl is None else t2 - t1,  # all rows, then the checked
+                    "features_seconds": t3 - t2})
         print(out[-1], flush=True)
     return out
 

@@ -51,7 +51,7 @@ def run_draw(study, work: Path, size: int, loss: str, n_configs: int, seed: int,
         out = folder / "draws" / f"{loss}_c{n_configs}_seed{seed}"
         m = run_point(folder / "shared", draw_config(study, size, loss, n_configs, seed, members), out)[1]
     return {"n_atoms": size, "loss": loss, "n_configs": n_configs, "seed": seed,
-            "control": study.run.training.control if loss == "L_xp" else "none",
+            "control": point_config(study, size, loss, n_configs).training.control,
             "force_evaluations": m["force_evaluations"], "rollout_rel_error": m["rollout_rel_error_members"][0],
             "e_tol": study.e_tol}
 

@@ -268,6 +268,9 @@ def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
     return {"records": records, "points": points}
 
 
+LOSS_COLORS = {"L_z": "C0", "L_xp": "C3"}
+
+
 def plot_study(result: dict, figs: Path) -> list[Path]:
     """Force evaluations to tolerance vs N (with the reference), and labelling seconds vs N."""
     import matplotlib
@@ -276,7 +279,6 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     figs.mkdir(parents=True, exist_ok=True)
-    colors = {"L_z": "C0", "L_xp": "C3"}
     fig, ax = plt.subplots(figsize=(5, 4))
     for (loss, control), c in _variants(result["records"]).items():
         mine = [r for r in result["records"] if r["loss"] == loss and r.get("control", "none") == control]
@@ -289,7 +291,7 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
         if miss:  # tolerance not reached: the largest budget tried is a lower bound
             ax.loglog([r["n_atoms"] for r in miss], [r["largest_tried_evaluations"] for r in miss], "^", color=c,
                       mfc="none", ms=9, label=f"{name} (macrodyn, not reached: > this)")
-    for loss, c in colors.items():
+    for loss, c in LOSS_COLORS.items():
         ref = sorted(REFERENCE[loss].items())
         ax.loglog([n for n, _ in ref], [e for _, e in ref], "s--", color=c, alpha=0.5, label=f"{loss} (paper)")
     _size_ticks(ax, {r["n_atoms"] for r in result["records"]} | set(REFERENCE["L_z"]))
@@ -302,12 +304,13 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
     pts = [p for p in result["points"] if p["labelling_seconds"]]
-    both = set.intersection(*[{p["n_configs"] for p in pts if p["loss"] == loss} for loss in colors]) if pts else set()
+    both = (set.intersection(*[{p["n_configs"] for p in pts if p["loss"] == loss} for loss in LOSS_COLORS])
+            if pts else set())
     if both:
         n_configs = max(both)  # the largest training set both losses labelled at every size they share
         for ax, key, what in ((axes[0], "labelling_seconds", "label stage (wall)"),
                               (axes[1], "labelling_force_seconds", "force calls only")):
-            for loss, c in colors.items():
+            for loss, c in LOSS_COLORS.items():
                 sel = sorted((p for p in pts if p["loss"] == loss and p["n_configs"] == n_configs and p[key]),
                              key=lambda p: p["n_atoms"])
                 ax.loglog([p["n_atoms"] for p in sel], [p[key] for p in sel], "o-", color=c, label=loss)
@@ -324,7 +327,7 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
 def _variants(records: list[dict]) -> dict[tuple[str, str], str]:
     """``(loss, control) -> colour`` of the variants in ``records`` (L_z blue, L_x,p red, with control green)."""
     keys = dict.fromkeys((r["loss"], r.get("control", "none")) for r in records)
-    palette = {("L_z", "none"): "C0", ("L_xp", "none"): "C3", ("L_xp", "snapshots"): "C2"}
+    palette = {**{(loss, "none"): c for loss, c in LOSS_COLORS.items()}, ("L_xp", "snapshots"): "C2"}
     return {k: palette.get(k, f"C{4 + i}") for i, k in enumerate(keys)}
 
 

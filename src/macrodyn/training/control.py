@@ -54,14 +54,14 @@ class SnapshotControl:
         self._sum, self._count = np.cumsum(s, 0), np.cumsum(c, 0)
         self.beta = np.ones(coords_per_unit)
         lo, hi = self._window(np.arange(len(where)))
-        s_ = self._sum[hi[:, None], idx] - self._sum[lo[:, None], idx] - forces  # at the labelled coordinates only
-        c_ = self._count[hi[:, None], idx] - self._count[lo[:, None], idx] - 1.0
-        raw = np.where(c_ > 0.5, s_ / np.maximum(c_, 1.0), 0.0)
+        at_sum = self._sum[hi[:, None], idx] - self._sum[lo[:, None], idx] - forces  # labelled coordinates only
+        at_count = self._count[hi[:, None], idx] - self._count[lo[:, None], idx] - 1.0
+        raw = np.where(at_count > 0.5, at_sum / np.maximum(at_count, 1.0), 0.0)
         slot = idx % coords_per_unit
-        for s_ in range(coords_per_unit):  # β = argmin Σ (f − β c)² over the slot's labels
-            m = slot == s_
+        for j in range(coords_per_unit):  # β = argmin Σ (f − β c)² over the slot's labels
+            m = slot == j
             den = float((raw[m] ** 2).sum())
-            self.beta[s_] = float((raw[m] * forces[m]).sum()) / den if den > 0 else 0.0
+            self.beta[j] = float((raw[m] * forces[m]).sum()) / den if den > 0 else 0.0
 
     def _window(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Rows of the cumulative sums bounding each configuration's snapshot window."""
