@@ -59,7 +59,7 @@ def main(argv=None):
         "training": {"loss": "L_xp", "p": 0.125, "budget": 8 * (400 if small else 3000),
                      "epochs": 20 if small else 500, "stop_patience": 50, "batch_size": 128},
     })
-    metrics = run_all(Run(cfg, args.out, progress=not small))
+    metrics = run_all(Run.create(cfg, args.out, progress=not small))
     print(f"fisher_kpp: rollout_rel_error {metrics['rollout_rel_error']:.3e} "
           f"with {metrics['force_evaluations']} force evaluations")
     return metrics

@@ -30,7 +30,7 @@ TINY = {
 @pytest.mark.slow
 def test_allen_cahn_end_to_end(tmp_path):
     cfg = parse_config(TINY)
-    run = Run(cfg, tmp_path / "run", progress=False)
+    run = Run.create(cfg, tmp_path / "run", progress=False)
     m = run_all(run)
 
     saved = json.loads((tmp_path / "run" / "metrics.json").read_text())

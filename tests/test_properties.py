@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -25,7 +25,8 @@ from macrodyn.observables import BlockMeans, GinzburgLandau, Temperature
 from macrodyn.systems import AllenCahn, PredatorPrey
 from tests.test_cli import TINY
 
-SETTINGS = dict(deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+# seed, derandomize and the example database come from the profile (tests/conftest.py)
+SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # ----------------------------------------------------------------------------- configs
 NAN, INF = float("nan"), float("inf")
@@ -153,7 +154,7 @@ def test_closure_dim_not_below_n_is_refused_before_writing(dim):
     cfg = parse_config({**TINY, "closure": {"dim": dim}})  # predator-prey: N = 100, 2 given observables
     with tempfile.TemporaryDirectory() as tmp:
         with pytest.raises(InputError, match=f"closure.dim = {dim} .* must be < 98"):
-            Run(cfg, Path(tmp) / "run")
+            Run.create(cfg, Path(tmp) / "run")
         assert not (Path(tmp) / "run").exists()
 
 
@@ -344,6 +345,7 @@ def bad_writes(draw):
 
 @settings(max_examples=60, **SETTINGS)
 @given(st.lists(bad_writes(), min_size=1, max_size=3))
+@example([(0, {**_good(0), "c": _good(0)["x"]}), (1, {**_good(1), "self": _good(1)["x"]})])  # names of arguments
 def test_bad_chunk_writes_are_refused_and_leave_the_table_intact(writes):
     with tempfile.TemporaryDirectory() as tmp:
         t = ChunkedTable.create(Path(tmp) / "s.zarr", "lab", 10, 4, COLS)
@@ -371,13 +373,13 @@ def test_check_finds_a_planted_problem(kind, row, col, bad):
         for c in range(t.n_chunks):
             sl = t.chunk_slice(c)
             t.write_chunk(c, x=x[sl], idx=idx[sl], f=f[sl])
-        assert check_run(tmp, expected_evaluations=36) == []
+        assert check_run(tmp, expected_evaluations=36, expected_tables=("labels",)) == []
         if kind == "nan":  # planted behind the store's back, as a disk error would
             f[row, col] = bad
         else:
             idx[row, col] = {"low": -1, "high": n, "repeat": idx[row, (col + 1) % 3]}[kind]
         t.group["f"][:], t.group["idx"][:] = f, idx
-        problems = "\n".join(check_run(tmp))
-        want = {"nan": f"column f: NaN/Inf at row {row}", "low": "index out of range",
+        problems = "\n".join(check_run(tmp, expected_tables=("labels",)))
+        want = {"nan": f"column 'f': NaN/Inf at row {row}", "low": "index out of range",
                 "high": "index out of range", "repeat": "repeated index"}[kind]
         assert want in problems, problems

@@ -6,7 +6,9 @@ import torch
 from macrodyn import Run
 from macrodyn.config import parse_config
 from macrodyn.data.store import ChunkedTable
-from macrodyn.pipeline import closure_stage, selection_score, simulate
+from macrodyn.run.closure import closure_stage
+from macrodyn.run.dynamics import selection_score
+from macrodyn.run.simulate import simulate
 from tests.test_cli import TINY
 
 
@@ -20,7 +22,7 @@ class Still(torch.nn.Module):
 @pytest.mark.slow
 def test_rollout_score_of_a_still_model_is_the_constant_prediction_error(tmp_path):
     cfg = parse_config({**TINY, "training": {**TINY["training"], "select": "rollout", "select_trajectories": 100}})
-    run = Run(cfg, tmp_path / "run", progress=False)
+    run = Run.create(cfg, tmp_path / "run", progress=False)
     simulate(run)
     score = selection_score(run, closure_stage(run))
     # independent reference in NumPy: spatial means of u and v, prediction frozen at t = 0
@@ -32,5 +34,5 @@ def test_rollout_score_of_a_still_model_is_the_constant_prediction_error(tmp_pat
 
 
 def test_select_loss_gives_no_score(tmp_path):
-    run = Run(parse_config(TINY), tmp_path / "run", progress=False)
+    run = Run.create(parse_config(TINY), tmp_path / "run", progress=False)
     assert selection_score(run, None) is None

@@ -29,7 +29,8 @@ def test_point_budgets_follow_the_size():
 
 
 def test_a_point_seed_redraws_the_configurations_at_the_same_budget(tmp_path):
-    from macrodyn.pipeline import Run, pick_configs
+    from macrodyn.run import Run
+    from macrodyn.run.pool import pick_configs
 
     study = ForceBudgetStudy.model_validate(STUDY)
     base = point_config(study, 12, "L_xp", 250)
@@ -38,7 +39,7 @@ def test_a_point_seed_redraws_the_configurations_at_the_same_budget(tmp_path):
         cfg = point_config(study, 12, "L_xp", 250, seed=seed)
         assert cfg.training.budget == base.training.budget and cfg.system == base.system
         assert cfg.seed == (base.seed if seed is None else seed)
-        picks.setdefault(seed, []).append(pick_configs(Run(cfg, tmp_path / f"s{seed}_{len(picks)}", progress=False),
+        picks.setdefault(seed, []).append(pick_configs(Run.create(cfg, tmp_path / f"s{seed}_{len(picks)}", progress=False),
                                                        250))
     assert (picks[2][0] == picks[2][1]).all()  # a seed is reproducible
     assert len({p[0].tobytes() for p in picks.values()}) == 3  # and each seed draws its own configurations

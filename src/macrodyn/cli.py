@@ -9,35 +9,81 @@ from typing import Optional
 
 import typer
 
-from macrodyn.config import default_config_path, load_config, parse_config
+from macrodyn.config import check_before_work, default_config_path, load_config, parse_config
+from macrodyn.data.outdir import check_out_dir
 from macrodyn.errors import InputError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# no_args_is_help=False: typer's rich help printer writes the whole help to stdout when it builds
+# that error; a bare `macrodyn` is "Missing command", which entry() turns into a one-line hint
+app = typer.Typer(add_completion=False, no_args_is_help=False,
                   help="Learn macroscopic dynamics from partial microscopic force evaluations.")
 
 _state = {"traceback": False}
+PROG = "macrodyn"
+INTERRUPTED = 130  # 128 + SIGINT, what a shell reports for Ctrl-C
 
 CONFIG = typer.Argument(None, help="YAML config (default: the embedded predator–prey experiment).")
-OUT = typer.Option(Path("runs/predator_prey"), "--out", "-o", help="Run folder (created; reused to resume).")
+# a str, not a Path: Path("") is the current folder, and `--out "$UNSET"` must be refused
+OUT = typer.Option(None, "--out", "-o", help="Run folder (default: runs/<config file stem>; created; reused to "
+                   "resume).", show_default=False)
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bars.")
 SCHEDULER = typer.Option(None, "--scheduler", help="Dask scheduler for simulate/label chunks: 'local' (a local "
                          "cluster of parallel.workers processes) or tcp://host:port; overrides parallel.scheduler.")
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("macrodyn")
+        except PackageNotFoundError:  # run from a source tree that was not installed
+            from macrodyn import __version__ as v
+        typer.echo(f"{PROG} {v}")
+        raise typer.Exit()
+
+
 @app.callback()
-def main(traceback: bool = typer.Option(False, "--traceback", help="Show full tracebacks on errors.")):
+def main(traceback: bool = typer.Option(False, "--traceback", help="Show full tracebacks on errors."),
+         version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="Print the version and exit.")):
     _state["traceback"] = traceback
 
 
-def _run_stages(config: Optional[Path], out: Path, quiet: bool, stages: tuple[str, ...],
-                scheduler: Optional[str] = None) -> dict:
-    from macrodyn.pipeline import Run, run_all
+def _out_dir(config: Optional[Path], out: Optional[str], default_stem: str = "predator_prey") -> Path:
+    """``--out``, or ``runs/<config file stem>`` (the embedded default: ``runs/predator_prey``)."""
+    if out is None:
+        return Path("runs") / (config.stem if config is not None else default_stem)
+    if not out.strip():
+        check_out_dir(out, creating=True)  # raises: empty --out
+    return Path(out)
+
+
+#: the commands whose first stage starts a run (the others need the earlier stages' output)
+_CREATING = {"simulate"}
+
+
+def _run_stages(config: Optional[Path], out: Optional[str], quiet: bool, stages: tuple[str, ...],
+                scheduler: Optional[str] = None) -> tuple[dict, Path]:
+    """Validate everything that can be checked up front (config, --out, budget vs pool, device),
+    then run ``stages`` holding the run folder's lock; returns (metrics, run folder)."""
+    from macrodyn.data.lock import RunLock
 
     cfg = load_config(config or default_config_path())
     if scheduler is not None:
         cfg = parse_config({**cfg.model_dump(), "parallel": {**cfg.parallel.model_dump(), "scheduler": scheduler}},
                            "--scheduler")
-    return run_all(Run(cfg, out, progress=not quiet), stages)
+    check_before_work(cfg)
+    path = _out_dir(config, out)
+    check_out_dir(path, creating=stages[0] in _CREATING)
+    with RunLock(path):
+        from macrodyn.pipeline import Run, run_all
+
+        if cfg.threads:
+            import torch
+
+            torch.set_num_threads(cfg.threads)
+        return run_all(Run.create(cfg, path, progress=not quiet), stages), path
 
 
 def _summary(metrics: dict, out: Path, seconds: float) -> None:
@@ -47,66 +93,84 @@ def _summary(metrics: dict, out: Path, seconds: float) -> None:
         f"\nmacrodyn: {metrics['system']} | loss {metrics['loss']} p={metrics['p']:.4g} | model {metrics['model']}\n"
         f"  labelled configs     {metrics['n_configs']} × {metrics['units_per_config']} units\n"
         f"  force evaluations    {metrics['force_evaluations']:,}\n"
-        f"  rollout rel. error   {metrics['rollout_rel_error']:.3e} ± {metrics['rollout_rel_error_std']:.2e}"
-        f"  ({metrics['n_test_trajectories']} test trajectories, {metrics['n_members']} member(s))\n"
+        f"  rollout rel. error   {_error_line(metrics)}\n"
         f"  stage seconds        {json.dumps(metrics['stage_seconds'])}\n"
         f"  wall time            {seconds:.1f} s\n"
         f"  report               {out / 'report.md'}\n")
 
 
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.3e}"
+
+
+def _error_line(m: dict) -> str:
+    """Mean (± std over members, when there are several), median and worst trajectory, failures."""
+    spread = f" ± {m['rollout_rel_error_std']:.2e}" if m["n_members"] > 1 and m.get("rollout_rel_error_std") else ""
+    failed = f", {m['n_failed_trajectories']} FAILED (non-finite)" if m.get("n_failed_trajectories") else ""
+    return (f"{_num(m['rollout_rel_error'])}{spread} mean, {_num(m.get('rollout_rel_error_median_trajectory'))} "
+            f"median, {_num(m.get('rollout_rel_error_max_trajectory'))} worst  ({m['n_test_trajectories']} test "
+            f"trajectories{failed}, {m['n_members']} member(s))")
+
+
 @app.command()
-def run(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET,
+def run(config: Optional[Path] = CONFIG, out: Optional[str] = OUT, quiet: bool = QUIET,
         scheduler: Optional[str] = SCHEDULER):
     """Run the whole pipeline: simulate → label → closure → dynamics → evaluate → report (resumes)."""
     t0 = time.perf_counter()
-    _summary(_run_stages(config, out, quiet, ("simulate", "label", "closure", "dynamics", "evaluate", "report"),
-                         scheduler), out, time.perf_counter() - t0)
+    _summary(*_run_stages(config, out, quiet, ("simulate", "label", "closure", "dynamics", "evaluate", "report"),
+                          scheduler), time.perf_counter() - t0)
 
 
 @app.command()
-def simulate(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET,
+def simulate(config: Optional[Path] = CONFIG, out: Optional[str] = OUT, quiet: bool = QUIET,
              scheduler: Optional[str] = SCHEDULER):
     """Generate training and test trajectories into OUT/data.zarr."""
     _run_stages(config, out, quiet, ("simulate",), scheduler)
 
 
 @app.command()
-def label(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET,
+def label(config: Optional[Path] = CONFIG, out: Optional[str] = OUT, quiet: bool = QUIET,
           scheduler: Optional[str] = SCHEDULER):
     """Compute (partial) force labels within the configured budget."""
     _run_stages(config, out, quiet, ("label",), scheduler)
 
 
 @app.command("train-closure")
-def train_closure(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET):
+def train_closure(config: Optional[Path] = CONFIG, out: Optional[str] = OUT, quiet: bool = QUIET):
     """Train the closure autoencoder (needs simulate)."""
     _run_stages(config, out, quiet, ("closure",))
 
 
 @app.command("train-dynamics")
-def train_dynamics(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET):
+def train_dynamics(config: Optional[Path] = CONFIG, out: Optional[str] = OUT, quiet: bool = QUIET):
     """Train the macroscopic model(s) (needs label and train-closure)."""
     _run_stages(config, out, quiet, ("dynamics",))
 
 
 @app.command()
-def evaluate(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET):
+def evaluate(config: Optional[Path] = CONFIG, out: Optional[str] = OUT, quiet: bool = QUIET):
     """Roll out on the test trajectories and write metrics.json."""
     t0 = time.perf_counter()
-    _summary(_run_stages(config, out, quiet, ("evaluate",)), out, time.perf_counter() - t0)
+    _summary(*_run_stages(config, out, quiet, ("evaluate",)), time.perf_counter() - t0)
 
 
 @app.command()
-def report(config: Optional[Path] = CONFIG, out: Path = OUT, quiet: bool = QUIET):
+def report(config: Optional[Path] = CONFIG, out: Optional[str] = OUT, quiet: bool = QUIET):
     """Write report.md and figures for a trained run."""
     _run_stages(config, out, quiet, ("report",))
 
 
 @app.command()
-def check(out: Path = typer.Argument(..., help="Run folder to verify.")):
+def check(out_arg: str = typer.Argument(..., metavar="OUT", help="Run folder to verify.")):
     """Verify a run's dataset (chunks, shapes, NaN/Inf, index ranges, force count); exit 1 on problems."""
     from macrodyn.data.check import check_run
     from macrodyn.io import load_json
+
+    if not out_arg.strip():
+        raise InputError("the run folder argument is empty (an unset shell variable?); give it, e.g. "
+                         "`macrodyn check runs/predator_prey`.")
+    check_out_dir(out_arg, creating=False)
+    out = Path(out_arg)
 
     metrics = load_json(out / "metrics.json") if (out / "metrics.json").exists() else {}
     cpu = 1
@@ -126,13 +190,14 @@ def check(out: Path = typer.Argument(..., help="Run folder to verify.")):
     typer.echo(f"{out}: dataset OK")
 
 
-study_app = typer.Typer(no_args_is_help=True, help="Studies made of many runs (resumable).")
+study_app = typer.Typer(no_args_is_help=False, help="Studies made of many runs (resumable).")
 app.add_typer(study_app, name="study")
 
 
 @study_app.command("force-budget")
 def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. configs/lj_scaling.yaml)."),
-                 out: Path = typer.Option(Path("runs/force_budget"), "--out", "-o", help="Study folder."),
+                 out: Optional[str] = typer.Option(None, "--out", "-o", show_default=False,
+                                                   help="Study folder (default: runs/<config file stem>)."),
                  sizes: Optional[list[int]] = typer.Option(None, "--size", help="Only these sizes (repeatable)."),
                  label_only: bool = typer.Option(False, "--label-only", help="Simulate and label every point, "
                                                  "time the labelling, train nothing."),
@@ -145,6 +210,8 @@ def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. confi
     from macrodyn.study import labelling_ratio, load_study, run_study
 
     study = load_study(config)
+    out = _out_dir(config, out)
+    check_out_dir(out, creating=True, kind="study")
     unknown = sorted(set(sizes or []) - set(study.sizes))
     if unknown:
         raise InputError(f"--size {unknown} not in the study's sizes {study.sizes}.")
@@ -168,24 +235,80 @@ def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. confi
     typer.echo(f"(* best error, tolerance not reached)  {out / 'study.json'}, {out / 'figures'}")
 
 
-def entry() -> None:
-    """Console entry point: user errors print one line (``--traceback`` for the full one)."""
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+def _fail(message: str, code: int) -> None:
+    typer.echo(_one_line(message), err=True)
+    sys.exit(code)
+
+
+def _usage_exceptions() -> tuple[tuple[type, ...], tuple[type, ...], tuple[type, ...]]:
+    """(no-args-is-help, usage error, other click error) classes: typer raises those of its
+    bundled click copy (``typer._click``); the standalone ``click``'s are caught as well in
+    case a dependency or an older typer raises them."""
+    from typer._click import exceptions as tc
+
+    no_args, usage, click_exc = [tc.NoArgsIsHelpError], [tc.UsageError], [tc.ClickException]
     try:
-        rc = app(standalone_mode=False)  # returns the code of typer.Exit in this mode
-        if isinstance(rc, int) and rc:
-            sys.exit(rc)
+        import click.exceptions as cc
+    except ImportError:  # pragma: no cover
+        pass
+    else:
+        no_args += [getattr(cc, "NoArgsIsHelpError", tc.NoArgsIsHelpError)]
+        usage.append(cc.UsageError)
+        click_exc.append(cc.ClickException)
+    return tuple(no_args), tuple(usage), tuple(click_exc)
+
+
+def _aborts() -> tuple[type, ...]:
+    import typer.exceptions as te
+
+    aborts = [te.Abort]
+    try:
+        import click.exceptions as cc
+
+        aborts.append(cc.Abort)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(aborts)
+
+
+def entry(argv: Optional[list[str]] = None) -> None:
+    """Console entry point. Every user error is one line on stderr: usage errors and bad input
+    exit 2, Ctrl-C exits 130 (``--traceback`` shows the full traceback of an input error)."""
+    no_args, usage, click_exc = _usage_exceptions()
+    try:
+        # standalone_mode=False: errors come back to us; typer turns a KeyboardInterrupt in a
+        # command into Exit(130), which this mode returns as the code
+        rc = app(args=argv, prog_name=PROG, standalone_mode=False)
     except InputError as e:
         if _state["traceback"]:
             raise
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        typer.echo("interrupted; rerun the same command to resume.", err=True)
-        sys.exit(130)
-    except Exception as e:  # click usage errors
-        import click
+        _fail(f"error: {e}", 2)
+    except KeyboardInterrupt:
+        rc = INTERRUPTED
+    except usage as e:  # unknown command or option, missing argument, bad value; bare `macrodyn`
+        path = e.ctx.command_path if getattr(e, "ctx", None) is not None else PROG
+        msg = _one_line(e.format_message())
+        if isinstance(e, no_args) or msg.startswith("Missing command"):
+            _fail(f"usage: {path} COMMAND [ARGS]...; try `{path} --help` for the commands.", 2)
+        _fail(f"error: {msg}{'' if msg.endswith(('.', '?', '!')) else '.'} Try `{path} --help`.", 2)
+    except click_exc as e:
+        _fail(f"error: {e.format_message()}", e.exit_code or 1)
+    except _aborts():
+        rc = INTERRUPTED
+    except OSError as e:  # disk full, permission denied, a vanished file: the stage's words, one line
+        if _state["traceback"]:
+            raise
+        where = f": {e.filename}" if getattr(e, "filename", None) else ""
+        _fail(f"error: {e.strerror or e}{where} (rerun with --traceback for details)", 1)
+    if rc == INTERRUPTED:
+        _fail("interrupted; rerun the same command to resume.", INTERRUPTED)
+    if isinstance(rc, int) and rc:
+        sys.exit(rc)
 
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+
+if __name__ == "__main__":
+    entry()

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, ValidationInfo, field_validator, \
-    model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, \
+    ValidationError, ValidationInfo, field_validator, model_validator
 
 from macrodyn.errors import InputError
 from macrodyn.systems.registry import SYSTEMS
@@ -15,6 +16,49 @@ from macrodyn.systems.registry import SYSTEMS
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+# Upper bounds of the numeric fields. They are far above any run this package can do on one
+# machine (or a cluster, for a year) and only catch typos and unit slips (an extra 000, a
+# time in femtoseconds) before they turn into an allocation error, an overflow or a job that
+# never ends. Floats are bounded by allow_inf_nan=False (finite) and, where a scale is
+# meaningful (learning rates), below.
+MAX_STEPS = 10**8  # integration steps per trajectory: 1e8 steps ≈ days of CPU even for 2 coordinates
+MAX_TRAJECTORIES = 10**7  # trajectories per set
+MAX_CHUNK = 10**6  # rows per stored chunk (trajectories or labelled configurations); a chunk is held in memory
+MAX_EPOCHS = 10**6
+MAX_BUDGET = 10**13  # force evaluations (≈ 1e9 configurations of 10 000 atoms)
+MAX_MEMBERS = 1000  # ensemble members (each a separately trained model)
+MAX_BATCH = 10**7
+MAX_WIDTH = 10**5  # units of a hidden layer
+MAX_COUNT = 10**9  # other counts (configurations, coordinates, patience, windows)
+MAX_LR = 10.0  # no optimiser here converges with a step above this
+MAX_THREADS_PER_CPU = 8  # threads / worker processes per CPU core (oversubscription beyond this only thrashes)
+
+
+def _refuse_bool(v):
+    # pydantic's lax float accepts true/false as 1.0/0.0; a YAML boolean in a number field is a typo
+    if isinstance(v, bool):
+        raise ValueError(f"expected a number, got the boolean {str(v).lower()}")
+    return v
+
+
+#: a float field that still accepts ints (``lr: 1`` → 1.0) and strings YAML leaves unparsed (``1e-3``),
+#: but not booleans
+Float = Annotated[float, BeforeValidator(_refuse_bool)]
+Width = Annotated[StrictInt, Field(gt=0, le=MAX_WIDTH)]
+Layers = Annotated[list[Width], Field(max_length=64)]
+
+
+def _cpu_limit() -> int:
+    return MAX_THREADS_PER_CPU * (os.cpu_count() or 1)
+
+
+def _check_threads(v: int | None, field: str) -> int | None:
+    if v is not None and v > _cpu_limit():
+        raise ValueError(f"{field} = {v} exceeds {MAX_THREADS_PER_CPU} × {os.cpu_count() or 1} CPU core(s) = "
+                         f"{_cpu_limit()} on this machine; lower it")
+    return v
 
 
 def _check_finite_params(value, where: str) -> None:
@@ -56,12 +100,12 @@ class SystemConfig(_Strict):
 class DataConfig(_Strict):
     """Trajectories: training pool (configurations for both stages) and test set."""
 
-    n_train_trajectories: int = Field(200, gt=0)
-    n_test_trajectories: int = Field(100, gt=0)
-    n_steps: int = Field(3000, gt=0, description="integration steps per trajectory")
-    save_every: int = Field(10, gt=0, description="keep every save_every-th state")
-    chunk_trajectories: int = Field(50, gt=0, description="trajectories per stored chunk")
-    min_observable: float | None = Field(None, description="use only snapshots whose first given observable "
+    n_train_trajectories: StrictInt = Field(200, gt=0, le=MAX_TRAJECTORIES)
+    n_test_trajectories: StrictInt = Field(100, gt=0, le=MAX_TRAJECTORIES)
+    n_steps: StrictInt = Field(3000, gt=0, le=MAX_STEPS, description="integration steps per trajectory")
+    save_every: StrictInt = Field(10, gt=0, le=MAX_STEPS, description="keep every save_every-th state")
+    chunk_trajectories: StrictInt = Field(50, gt=0, le=MAX_CHUNK, description="trajectories per stored chunk")
+    min_observable: Float | None = Field(None, description="use only snapshots whose first given observable "
                                          "exceeds this (training and metric), e.g. free energy > 1e-4")
 
     @model_validator(mode="after")
@@ -74,32 +118,33 @@ class DataConfig(_Strict):
 class ClosureConfig(_Strict):
     """Closure autoencoder (stage 1)."""
 
-    dim: int = Field(2, ge=0, description="closure variables d − d*")
-    hidden: list[PositiveInt] = Field(default_factory=lambda: [32, 32])
-    epochs: int = Field(10, gt=0)
-    batch_size: int = Field(256, gt=0)
-    lr: float = Field(1e-3, gt=0)
-    input_lr_coords: int | None = Field(
-        4800, gt=0, description="the encoder's input layer learns at lr·min(1, input_lr_coords/N): Adam moves every "
+    dim: StrictInt = Field(2, ge=0, le=MAX_WIDTH, description="closure variables d − d*")
+    hidden: Layers = Field(default_factory=lambda: [32, 32])
+    epochs: StrictInt = Field(10, gt=0, le=MAX_EPOCHS)
+    batch_size: StrictInt = Field(256, gt=0, le=MAX_BATCH)
+    lr: Float = Field(1e-3, gt=0, le=MAX_LR)
+    input_lr_coords: StrictInt | None = Field(
+        4800, gt=0, le=MAX_COUNT, description="the encoder's input layer learns at lr·min(1, input_lr_coords/N): Adam moves every "
         "weight by about lr, so that layer's outputs move in proportion to N, and at lr 1e-3 a 16 200-coordinate "
         "input collapsed the closure Jacobian (LJ, 2 700 atoms); null: one lr for every layer")
-    weight_decay: float = Field(1e-4, ge=0)
-    cond_weight: float = Field(1e-6, ge=0, description="λ_cond of the condition-number penalty")
+    weight_decay: Float = Field(1e-4, ge=0)
+    cond_weight: Float = Field(1e-6, ge=0, description="λ_cond of the condition-number penalty")
     cond_on: Literal["full", "closure"] = "full"
-    cond_batch: int | None = Field(64, gt=0, description="rows per batch used for the κ penalty (None: all)")
-    observable_scale: float = Field(1.0, gt=0)
-    max_configs: int | None = Field(None, gt=0, description="subsample the training snapshots")
+    cond_batch: StrictInt | None = Field(64, gt=0, le=MAX_BATCH,
+                                         description="rows per batch used for the κ penalty (None: all)")
+    observable_scale: Float = Field(1.0, gt=0)
+    max_configs: StrictInt | None = Field(None, gt=0, le=MAX_COUNT, description="subsample the training snapshots")
 
 
 class ModelConfig(_Strict):
     """Macroscopic model ``dz/dt = g(z)``."""
 
     kind: Literal["onsager", "mlp", "gfinn"] = "onsager"
-    hidden: list[PositiveInt] = Field(default_factory=lambda: [64, 64])
-    potential_hidden: list[PositiveInt] = Field(default_factory=lambda: [32, 32, 32])
-    alpha: float = Field(0.01, ge=0)
-    beta: float = Field(0.1, ge=0)
-    forcing: bool = False
+    hidden: Layers = Field(default_factory=lambda: [64, 64])
+    potential_hidden: Layers = Field(default_factory=lambda: [32, 32, 32])
+    alpha: Float = Field(0.01, ge=0)
+    beta: Float = Field(0.1, ge=0)
+    forcing: StrictBool = False
     activation: Literal["tanh", "relu", "softplus", "gelu", "silu", "requ"] = "tanh"
 
 
@@ -107,49 +152,51 @@ class TrainingConfig(_Strict):
     """Labelling budget and the dynamics fit (stage 2)."""
 
     loss: Literal["L_z", "L_x", "L_xp"] = "L_xp"
-    p: float = Field(0.2, gt=0, le=1, description="fraction of units (coordinates/atoms) labelled per config")
-    budget: int = Field(150_000, gt=0, description="force evaluations spent on labels")
-    epochs: int = Field(2000, gt=0)
-    batch_size: int = Field(256, gt=0)
-    lr: float = Field(5e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    lr_factor: float = Field(0.5, gt=0, lt=1)
-    lr_patience: int = Field(50, ge=0)
-    min_lr: float = Field(5e-6, ge=0)
-    amsgrad: bool = Field(True, description="AdamW's amsgrad variant (paper); it never lets the per-weight step "
+    p: Float = Field(0.2, gt=0, le=1, description="fraction of units (coordinates/atoms) labelled per config")
+    budget: StrictInt = Field(150_000, gt=0, le=MAX_BUDGET, description="force evaluations spent on labels")
+    epochs: StrictInt = Field(2000, gt=0, le=MAX_EPOCHS)
+    batch_size: StrictInt = Field(256, gt=0, le=MAX_BATCH)
+    lr: Float = Field(5e-3, gt=0, le=MAX_LR)
+    weight_decay: Float = Field(0.0, ge=0)
+    lr_factor: Float = Field(0.5, gt=0, lt=1)
+    lr_patience: StrictInt = Field(50, ge=0, le=MAX_EPOCHS)
+    min_lr: Float = Field(5e-6, ge=0, le=MAX_LR)
+    amsgrad: StrictBool = Field(True, description="AdamW's amsgrad variant (paper); it never lets the per-weight step "
                           "size grow again after a large early gradient")
     lr_schedule: Literal["plateau", "cosine"] = Field(
         "plateau", description="plateau: halve (lr_factor) after lr_patience epochs without a better validation "
         "loss (paper); cosine: anneal from lr to min_lr over the epochs, whatever the validation loss does")
-    val_fraction: float = Field(0.1, ge=0, lt=1)
-    stop_patience: int | None = Field(None, gt=0, description="early stopping (epochs without improvement)")
-    grad_clip: float | None = Field(None, gt=0.0, description="clip the gradient norm (null: no clipping)")
-    ema_decay: float | None = Field(None, ge=0.0, lt=1.0, description="validate and keep an exponential moving "
+    val_fraction: Float = Field(0.1, ge=0, lt=1)
+    stop_patience: StrictInt | None = Field(None, gt=0, le=MAX_EPOCHS,
+                                            description="early stopping (epochs without improvement)")
+    grad_clip: Float | None = Field(None, gt=0.0, description="clip the gradient norm (null: no clipping)")
+    ema_decay: Float | None = Field(None, ge=0.0, lt=1.0, description="validate and keep an exponential moving "
                                     "average of the parameters with this decay per step (null: the iterate)")
-    ema_warmup: bool = Field(False, description="ramp the EMA decay up as (1 + n)/(10 + n) over the first "
+    ema_warmup: StrictBool = Field(False, description="ramp the EMA decay up as (1 + n)/(10 + n) over the first "
                                                 "updates, so the average soon forgets the untrained start")
     select: Literal["loss", "rollout"] = Field(
         "loss", description="which state of the fit is kept and when to stop early: the lowest validation loss, "
         "or the lowest rollout error on training-pool trajectories (no force evaluations)")
-    select_trajectories: int = Field(16, gt=0, description="select: rollout: training trajectories scored")
-    select_every: int = Field(5, gt=0, description="select: rollout: epochs between scorings")
-    members: int = Field(1, gt=0, description="independently seeded models (mean ± std)")
-    chunk_configs: int = Field(1000, gt=0, description="labelled configurations per stored chunk")
-    checkpoint_every: int = Field(50, gt=0, description="epochs between resumable checkpoints")
+    select_trajectories: StrictInt = Field(16, gt=0, le=MAX_TRAJECTORIES,
+                                           description="select: rollout: training trajectories scored")
+    select_every: StrictInt = Field(5, gt=0, le=MAX_EPOCHS, description="select: rollout: epochs between scorings")
+    members: StrictInt = Field(1, gt=0, le=MAX_MEMBERS, description="independently seeded models (mean ± std)")
+    chunk_configs: StrictInt = Field(1000, gt=0, le=MAX_CHUNK, description="labelled configurations per stored chunk")
+    checkpoint_every: StrictInt = Field(50, gt=0, le=MAX_EPOCHS, description="epochs between resumable checkpoints")
     sampling: Literal["uniform", "importance"] = Field(
         "uniform", description="units per configuration: uniform (paper) or importance-weighted by the J⁺ row "
         "norms, unbiased via Horvitz–Thompson weights (training/sampling.py)")
-    importance_mix: float = Field(0.3, gt=0, le=1, description="importance sampling: weight γ of the uniform part")
+    importance_mix: Float = Field(0.3, gt=0, le=1, description="importance sampling: weight γ of the uniform part")
     labelling: Literal["fixed", "on_demand"] = Field(
         "fixed", description="fixed: label once before training (paper); on_demand: a fresh subset each time a "
         "configuration is visited during training until the budget is spent, then reuse the cached labels")
-    on_demand_visits: int = Field(2, gt=0, description="on_demand: fresh subsets per configuration the budget "
+    on_demand_visits: StrictInt = Field(2, gt=0, le=MAX_COUNT, description="on_demand: fresh subsets per configuration the budget "
                                   "pays for (pool = budget / (units per config · visits))")
     control: Literal["none", "snapshots"] = Field(
         "none", description="none: fit the sampled forces (paper); snapshots: fit their residual from the other "
         "labelled configurations' mean within ±control_window snapshots, and add J c exactly (unbiased, no "
         "force evaluations; training/control.py)")
-    control_window: int = Field(12, ge=0, description="control: snapshots either side whose labels predict a "
+    control_window: StrictInt = Field(12, ge=0, le=MAX_STEPS, description="control: snapshots either side whose labels predict a "
                                 "configuration's forces")
 
     @model_validator(mode="after")
@@ -166,8 +213,8 @@ class EvaluationConfig(_Strict):
     """Rollouts on the test trajectories."""
 
     method: Literal["rk4", "euler", "midpoint", "dopri5"] = "rk4"
-    step_size: float | None = Field(None, gt=0, description="default: the saved-data time step")
-    n_plot: int = Field(4, ge=0, description="test trajectories drawn in the report")
+    step_size: Float | None = Field(None, gt=0, description="default: the saved-data time step")
+    n_plot: StrictInt = Field(4, ge=0, le=1000, description="test trajectories drawn in the report")
 
 
 class ParallelConfig(_Strict):
@@ -180,9 +227,15 @@ class ParallelConfig(_Strict):
 
     scheduler: str | None = Field(None, description="null: in-process; 'local': a Dask LocalCluster of "
                                   "`workers` processes; 'tcp://host:port': an existing Dask scheduler")
-    workers: int = Field(2, gt=0, description="worker processes when scheduler is 'local'")
-    worker_threads: int = Field(1, gt=0, description="torch threads per worker process (members trained "
-                                "in parallel, see dynamics_stage)")
+    workers: StrictInt = Field(2, gt=0, le=10**4, description="worker processes when scheduler is 'local'")
+    worker_threads: StrictInt = Field(1, gt=0, le=10**4, description="torch threads per worker process (members "
+                                      "trained in parallel, see dynamics_stage; checked on the worker's machine)")
+
+    @model_validator(mode="after")
+    def _check_workers(self):
+        if self.scheduler == "local":  # a remote scheduler's workers live on other machines
+            _check_threads(self.workers, "parallel.workers")
+        return self
 
     @field_validator("scheduler")
     @classmethod
@@ -196,7 +249,8 @@ class RunConfig(_Strict):
     """A whole run: simulate → label → closure → dynamics → evaluate → report."""
 
     name: str = "run"
-    seed: int = 1
+    seed: StrictInt = Field(1, ge=0, lt=2**63, description="numpy's SeedSequence takes any int ≥ 0; torch's "
+                            "manual_seed wraps above 2**63")
     system: SystemConfig = Field(default_factory=SystemConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     closure: ClosureConfig = Field(default_factory=ClosureConfig)
@@ -204,19 +258,33 @@ class RunConfig(_Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     device: Literal["cpu", "cuda"] = "cpu"
-    threads: int | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
+    threads: StrictInt | None = Field(None, gt=0, description="torch CPU threads (default: torch's choice)")
     parallel: ParallelConfig = Field(default_factory=ParallelConfig)
+
+    @field_validator("threads")
+    @classmethod
+    def _check_threads(cls, v):
+        return _check_threads(v, "threads")
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
-    lines = [f"invalid config {source}:"]
+    """One line: ``invalid config SOURCE: a.b: problem; c: problem``."""
+    parts = []
     for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        msg = e["msg"]
+        loc = ".".join(str(p) for p in e["loc"])
+        msg = " ".join(str(e["msg"]).removeprefix("Value error, ").split())
         if e["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see the config reference in the README)"
-        lines.append(f"  {loc}: {msg}")
-    return "\n".join(lines)
+        elif e["type"] in _SHOW_INPUT and isinstance(e.get("input"), (bool, int, float, str)):
+            value = e["input"]
+            msg += f" (got {str(value).lower() if isinstance(value, bool) else repr(value)})"
+        parts.append(f"{loc or '(top level)'}: {msg}")
+    return f"invalid config {source}: " + "; ".join(parts)
+
+
+# pydantic error types whose message does not show the offending value
+_SHOW_INPUT = {"int_type", "float_type", "bool_type", "string_type", "greater_than", "greater_than_equal",
+               "less_than", "less_than_equal", "int_parsing", "float_parsing", "bool_parsing", "literal_error"}
 
 
 def validate(model: type[BaseModel], data, source: str = "<dict>"):
@@ -233,27 +301,112 @@ def parse_config(data: dict, source: str = "<dict>") -> RunConfig:
     return validate(RunConfig, data, source)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping with the same key twice (PyYAML keeps the last
+    one silently, so a second ``training:`` section would replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` merges are meant to override
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                except TypeError:  # unhashable key: SafeLoader reports it
+                    continue
+                if first != key_node.start_mark.line + 1:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {first}); keep one of them",
+                        key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_error(path: Path, e: yaml.YAMLError) -> str:
+    mark = getattr(e, "problem_mark", None)
+    where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = " ".join(str(getattr(e, "problem", None) or e).split())
+    return f"config {path}{where} is not valid YAML: {problem}"
+
+
 def read_yaml(path: str | Path):
-    """The YAML document in ``path`` (None when empty); errors name the file."""
+    """The YAML document in ``path`` (None when empty); errors name the file (and line)."""
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"config file {path} not found.")
+        raise InputError(f"config file {path} not found{' (it is a folder)' if path.is_dir() else ''}; "
+                         "check the path.")
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except UnicodeDecodeError as e:
         raise InputError(f"config {path} is not UTF-8 text ({e.reason} at byte {e.start}); "
                          "is it the right file?") from None
     except yaml.YAMLError as e:
-        raise InputError(f"config {path} is not valid YAML: {e}") from None
+        raise InputError(_yaml_error(path, e)) from None
+    except OSError as e:
+        raise InputError(f"cannot read config {path}: {e.strerror or e}.") from None
 
 
 def load_config(path: str | Path) -> RunConfig:
     """Read and validate a YAML config; errors name the offending field."""
     data = read_yaml(path)
-    # an empty file is the default config; any other non-mapping (0, [], false) is refused
-    return parse_config({} if data is None else data, str(path))
+    if data is None:  # an empty file (or only comments) is most likely a mistake, not "all defaults"
+        raise InputError(f"config {path} is empty; give at least `name:` or omit the argument to run the "
+                         "embedded default.")
+    return parse_config(data, str(path))
 
 
 def default_config_path() -> Path:
     """The embedded predator–prey config shipped with the package."""
     return Path(__file__).parent / "configs" / "predator_prey.yaml"
+
+
+def training_pool_size(cfg: RunConfig) -> int | None:
+    """Training snapshots the label stage picks configurations from: ``n_train_trajectories ·
+    (n_steps // save_every + 1)``; None with ``data.min_observable`` (known only after simulate)."""
+    d = cfg.data
+    if d.min_observable is not None:
+        return None
+    return d.n_train_trajectories * (d.n_steps // d.save_every + 1)
+
+
+def check_before_work(cfg: RunConfig, n_units: int | None = None) -> None:
+    """Refuse, before anything is simulated or written, a config that a later stage would refuse.
+
+    - ``device: cuda`` without a visible CUDA device;
+    - a ``training.budget`` that buys fewer than 2 configurations, or more configurations
+      (``budget // units_per_config``, divided by ``on_demand_visits`` for on-demand
+      labelling) than the training pool holds (skipped with ``data.min_observable``,
+      whose pool is known only after simulating).
+
+    Args:
+        cfg: the validated config.
+        n_units: the system's units (coordinates or atoms) per configuration; default: built
+            from ``cfg.system`` with the registry.
+    Raises:
+        InputError: one line naming the problem and the fix.
+    """
+    if cfg.device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise InputError("config asks for device: cuda but no CUDA device is visible; set device: cpu "
+                             "(or check CUDA_VISIBLE_DEVICES and the driver).")
+    t = cfg.training
+    if n_units is None:
+        from macrodyn.systems.registry import build_system
+
+        n_units = build_system(cfg.system.name, cfg.system.params).n_units
+    units = n_units if t.loss != "L_xp" else max(1, int(round(t.p * n_units)))
+    n_configs = t.budget // units
+    if t.labelling == "on_demand":
+        n_configs //= t.on_demand_visits
+    if n_configs < 2:
+        raise InputError(f"budget {t.budget} buys fewer than 2 configurations at {units} force evaluations each; "
+                         "raise training.budget.")
+    pool = training_pool_size(cfg)
+    if pool is not None and n_configs > pool:
+        raise InputError(f"the budget asks for {n_configs} configurations ({t.budget} force evaluations / {units} per "
+                         f"configuration) but the training pool has {pool} snapshots ({cfg.data.n_train_trajectories} "
+                         f"trajectories × {cfg.data.n_steps // cfg.data.save_every + 1}); raise "
+                         "data.n_train_trajectories or lower training.budget.")

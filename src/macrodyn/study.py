@@ -20,8 +20,14 @@ import numpy as np
 from pydantic import Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from macrodyn.config import RunConfig, _Strict, parse_config, read_yaml, validate
+from macrodyn.config import RunConfig, TrainingConfig, _Strict, parse_config, read_yaml, validate
 from macrodyn.io import load_json, save_json
+from macrodyn.pipeline import run_on_shared, share_stages
+from macrodyn.run import Run
+from macrodyn.run.closure import closure_stage
+from macrodyn.run.label import label_stage
+from macrodyn.run.simulate import simulate
+from macrodyn.systems.registry import SYSTEMS, build_system
 
 #: METHOD.md §5, force evaluations to reach e_tol = 3e-3 (reference: all forces computed, then discarded).
 REFERENCE = {"L_z": {800: 1.2e6, 2700: 2.0e6, 6400: 4.8e6, 21600: 1.1e7},
@@ -69,8 +75,6 @@ class ForceBudgetStudy(_Strict):
 
     @model_validator(mode="after")
     def _size_param(self):
-        from macrodyn.systems.registry import SYSTEMS
-
         params = SYSTEMS[self.run.system.name].Params.model_fields
         if self.size_param not in params:
             raise ValueError(f"size_param {self.size_param!r} is not a parameter of system "
@@ -90,8 +94,6 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
     closure, another seed is an independent repeat of the point: it redraws the configurations,
     the labelled atoms, the selection trajectories and the initial weights, at the same budget.
     """
-    from macrodyn.systems.registry import build_system
-
     data = study.run.model_dump()
     data["system"]["params"][study.size_param] = size
     if study.size_param == "n_atoms":
@@ -99,25 +101,32 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
     data["name"] = f"{study.run.name}_{size}" + (f"_{loss}_c{n_configs}" if loss else "")
     if seed is not None:
         data["seed"] = seed
-    cfg = parse_config(data, "study point")  # validated, so it compares equal when the point is resumed
-    n_units = build_system(cfg.system.name, cfg.system.params).n_units
-    t = cfg.training
-    if loss != "L_xp":  # the shared run labels nothing and L_z's labels are exact: no control variate
-        t.control, t.control_window = "none", type(t).model_fields["control_window"].default
-    if loss == "L_z":
-        t.loss, t.p, t.budget = "L_z", 1.0, n_configs * n_units
-    elif loss == "L_xp":
-        k = min(study.units_per_config, n_units)
-        t.loss, t.p, t.budget = "L_xp", k / n_units, n_configs * k
+    base = parse_config(data, "study point")
+    n_units = build_system(base.system.name, base.system.params).n_units
+    t = data["training"]
+    t.update(POINT_TRAINING[loss](study, n_units, n_configs))
     if loss and study.steps:
-        per_epoch = -(-max(1, round(n_configs * (1 - t.val_fraction))) // t.batch_size)
+        per_epoch = -(-max(1, round(n_configs * (1 - t["val_fraction"]))) // t["batch_size"])
         epochs = -(-study.steps // per_epoch)
-        scale = epochs / t.epochs
+        scale = epochs / t["epochs"]
         for name in ("lr_patience", "stop_patience", "select_every", "checkpoint_every"):
-            if getattr(t, name):
-                setattr(t, name, max(1, round(getattr(t, name) * scale)))
-        t.epochs = epochs
-    return cfg
+            if t[name]:
+                t[name] = max(1, round(t[name] * scale))
+        t["epochs"] = epochs
+    return parse_config(data, "study point")  # validated once, with the point's values
+
+
+_NO_CONTROL = {"control": "none", "control_window": TrainingConfig.model_fields["control_window"].default}
+#: a point's training fields per loss (None: the size's shared run, which labels nothing). Only
+#: L_x,p keeps the control variate: the shared run labels nothing and L_z's labels are exact.
+POINT_TRAINING = {
+    None: lambda study, n_units, n_configs: _NO_CONTROL,
+    "L_z": lambda study, n_units, n_configs: {**_NO_CONTROL, "loss": "L_z", "p": 1.0,
+                                              "budget": n_configs * n_units},
+    "L_xp": lambda study, n_units, n_configs: {
+        "loss": "L_xp", "p": min(study.units_per_config, n_units) / n_units,
+        "budget": n_configs * min(study.units_per_config, n_units)},
+}
 
 
 def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None = None,
@@ -134,8 +143,6 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
     configs_to_tol, labelling_seconds, error_at_tol`` (None when no tried training set
     reached the tolerance); ``points``: every trained (or labelled) point.
     """
-    from macrodyn.pipeline import Run, closure_stage, simulate
-
     out = Path(out)
     sizes, losses = sizes or study.sizes, losses or study.losses
     points = []
@@ -144,7 +151,7 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
         folder = out / f"{study.size_param}{n_atoms}"
         folder.mkdir(parents=True, exist_ok=True)
         with _locked(folder / "shared.lock"):
-            shared = Run(point_config(study, n_atoms), folder / "shared", progress=progress)
+            shared = Run.create(point_config(study, n_atoms), folder / "shared", progress=progress)
             simulate(shared)
             if not label_only:
                 closure_stage(shared)
@@ -187,10 +194,8 @@ def _search(study: ForceBudgetStudy, train, points: list[dict]) -> None:
 def run_point(shared: Path, cfg: RunConfig, out: Path):
     """``(run, metrics)`` of the point ``cfg`` in ``out`` on the size's ``shared`` run: trained, or
     read back when finished (``Run`` raises if ``out`` was run with another config)."""
-    from macrodyn.pipeline import Run, run_on_shared
-
     if (out / "metrics.json").exists():  # a finished point is not recomputed
-        return Run(cfg, out, progress=False), load_json(out / "metrics.json")
+        return Run.open(out, cfg, progress=False), load_json(out / "metrics.json")
     return run_on_shared(shared, cfg, out)
 
 
@@ -215,11 +220,9 @@ def _train_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_c
 
 
 def _label_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
-    from macrodyn.pipeline import Run, label_stage, share_stages
-
     out = folder / f"{loss}_c{n_configs}"
     share_stages(shared, out, closure=False)
-    run = Run(point_config(study, n_atoms, loss, n_configs), out, progress=False)
+    run = Run.create(point_config(study, n_atoms, loss, n_configs), out, progress=False)
     label_stage(run)
     m = {"force_evaluations": run.n_configs * run.units_per_config, "rollout_rel_error": None,
          "rollout_rel_error_std": None, "n_members": 0}

@@ -10,8 +10,10 @@ import pytest
 
 from macrodyn.config import parse_config
 from macrodyn.data import ChunkedTable
-from macrodyn.data.distributed import TEST_DELAY_ENV, run_task
-from macrodyn.pipeline import Run, label_stage, simulate, simulate_chunk
+from macrodyn.run.dask import TEST_DELAY_ENV, run_task
+from macrodyn.run import Run
+from macrodyn.run.label import label_stage
+from macrodyn.run.simulate import simulate, simulate_chunk
 
 pytest.importorskip("dask.distributed")
 
@@ -26,7 +28,7 @@ TABLES = ("train", "test", "labels")
 
 def _generate(out, scheduler=None):
     cfg = parse_config({**CFG, "parallel": {"scheduler": scheduler}})
-    run = Run(cfg, out, progress=False)
+    run = Run.create(cfg, out, progress=False)
     simulate(run)
     label_stage(run)
     return run
@@ -106,7 +108,7 @@ def test_task_on_a_done_chunk_writes_nothing(reference, tmp_path):
 
 
 def test_session_shares_one_client_across_tables(reference, cluster, tmp_path, monkeypatch):
-    from macrodyn.data import distributed
+    from macrodyn.run import dask as distributed
 
     calls = []
     real = distributed.connect
@@ -116,7 +118,7 @@ def test_session_shares_one_client_across_tables(reference, cluster, tmp_path, m
         return real(*key)
 
     monkeypatch.setattr(distributed, "connect", counting)
-    run = Run(parse_config({**CFG, "parallel": {"scheduler": cluster.scheduler.address}}), tmp_path, progress=False)
+    run = Run.create(parse_config({**CFG, "parallel": {"scheduler": cluster.scheduler.address}}), tmp_path, progress=False)
     with distributed.session(run):
         simulate(run)
         label_stage(run)
@@ -131,13 +133,15 @@ def test_members_as_tasks_match_in_process(cluster, tmp_path):
     import torch
     from dask.distributed import get_task_stream
 
-    from macrodyn.pipeline import closure_stage, dynamics_stage, run_all
+    from macrodyn.pipeline import run_all
+    from macrodyn.run.closure import closure_stage
+    from macrodyn.run.dynamics import dynamics_stage
 
     states = {}
     for name, sched in (("serial", None), ("tasks", cluster.scheduler.address)):
         cfg = parse_config({**CFG, "threads": 1, "parallel": {"scheduler": sched},
                             "training": {**CFG["training"], "epochs": 4, "members": 3, "checkpoint_every": 2}})
-        run = Run(cfg, tmp_path / name, progress=False)
+        run = Run.create(cfg, tmp_path / name, progress=False)
         run_all(run, ("simulate", "label", "closure"))
         with get_task_stream(cluster) as ts:
             fields = dynamics_stage(run, closure_stage(run))
@@ -161,7 +165,7 @@ def test_members_as_tasks_match_in_process(cluster, tmp_path):
 def test_local_cluster_workers_keep_adaptive_malloc():
     """Dask's default MALLOC_TRIM_THRESHOLD_=65536 makes glibc mmap every large tensor (a
     training step ran 1.8x slower); the local cluster's workers get the adaptive rule's values."""
-    from macrodyn.data.distributed import MALLOC_ENV, connect
+    from macrodyn.run.dask import MALLOC_ENV, connect
 
     def start_env():  # the environment the process was started with, which is what glibc reads
         with open("/proc/self/environ", "rb") as f:

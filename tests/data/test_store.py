@@ -86,18 +86,18 @@ def test_gather_refuses_incomplete_chunk_and_bad_layout(tmp_path, rng):
 
 def test_gather_direct_read_matches_zarr(tmp_path, rng, monkeypatch):
     """The direct chunk-file read of a local snapshots column returns what zarr's own read
-    does, including a snapshot equal to the fill value (zarr writes no file for it), and a
-    truncated chunk file is reported as corrupt."""
+    does, including a snapshot equal to the fill value (written like any other, so a missing
+    file always means damage), and a truncated chunk file is refused in one line."""
     from macrodyn.data import store
 
     traj = rng.standard_normal((4, 3, 5))
-    traj[2, 1] = 0.0  # all fill value: no chunk file
+    traj[2, 1] = 0.0  # all fill value: zarr would skip it by default
     t = ChunkedTable.create(tmp_path / "s.zarr", "train", 4, 2, {"traj": ((3, 5), "float64", "snapshots")})
     for c in range(t.n_chunks):
         t.write_chunk(c, traj=traj[t.chunk_slice(c)])
     arr = t.group["traj"]
     folder = store._raw_chunk_folder(arr)
-    assert folder is not None and not (folder / arr.metadata.encode_chunk_key((2, 1, 0))).exists()
+    assert folder is not None and (folder / arr.metadata.encode_chunk_key((2, 1, 0))).is_file()
     where = np.array([[2, 1], [3, 2], [0, 0], [2, 1]])
     direct = t.gather("traj", where)
     monkeypatch.setattr(store, "_raw_chunk_folder", lambda a: None)  # zarr's async path
@@ -106,8 +106,33 @@ def test_gather_direct_read_matches_zarr(tmp_path, rng, monkeypatch):
     monkeypatch.undo()
     path = folder / arr.metadata.encode_chunk_key((3, 2, 0))
     path.write_bytes(path.read_bytes()[:-8])
-    with pytest.raises(InputError, match="corrupt"):
+    with pytest.raises(InputError, match=r"^table 'train', chunk 1, column 'traj': chunk file truncated") as e:
         t.gather("traj", np.array([[3, 2]]))
+    assert "\n" not in str(e.value)
+
+
+def test_read_selected_rows(tmp_path, rng):
+    """read(rows=...) returns exactly the selected rows, across chunks and in the order asked."""
+    cols = {"x": ((3,), "float64"), "traj": ((2, 4), "float64", "snapshots")}
+    t = ChunkedTable.create(tmp_path / "s.zarr", "lab", 7, 3, cols)
+    x, traj = rng.random((7, 3)), rng.random((7, 2, 4))
+    for c in range(t.n_chunks):
+        t.write_chunk(c, x=x[t.chunk_slice(c)], traj=traj[t.chunk_slice(c)])
+    for rows in (np.array([6, 0, 4, 4]), slice(2, 6), np.arange(7) % 2 == 0):
+        back = t.read(rows=rows)
+        np.testing.assert_array_equal(back["x"], x[rows])
+        np.testing.assert_array_equal(back["traj"], traj[rows])
+    with pytest.raises(InputError, match="rows"):
+        t.read(rows=np.array([7]))
+
+
+def test_column_names_never_collide_with_the_chunk_argument(tmp_path):
+    """write_chunk's chunk index is positional-only: columns may be called 'c' or 'self'."""
+    t = ChunkedTable.create(tmp_path / "s.zarr", "lab", 2, 2, {"c": ((1,), "int64"), "self": ((1,), "float64")})
+    t.write_chunk(0, c=np.array([[1], [2]]), self=np.array([[0.5], [1.5]]))
+    back = t.read()
+    np.testing.assert_array_equal(back["c"], [[1], [2]])
+    np.testing.assert_array_equal(back["self"], [[0.5], [1.5]])
 
 
 def test_gather_direct_read_only_for_plain_bytes(tmp_path, rng):

@@ -103,14 +103,16 @@ def test_pipeline_features_use_each_labels_own_prediction(tmp_path):
     equal to compute_features on the whole table with the control of all rows at once."""
     from macrodyn import Run, parse_config, run_all
     from macrodyn.data import ChunkedTable
-    from macrodyn.pipeline import closure_stage, features_for, labelled_configs
+    from macrodyn.run.closure import closure_stage
+    from macrodyn.run.dynamics import stored_features as features_for
+    from macrodyn.run.pool import labelled_configs
 
     cfg = parse_config({"data": {"n_train_trajectories": 6, "n_test_trajectories": 2, "n_steps": 200,
                                  "save_every": 10, "chunk_trajectories": 3},
                         "closure": {"epochs": 1},
                         "training": {"budget": 1200, "p": 0.1, "chunk_configs": 7, "control": "snapshots",
                                      "control_window": 2}})
-    run = Run(cfg, tmp_path / "run", progress=False)
+    run = Run.create(cfg, tmp_path / "run", progress=False)
     run_all(run, ("simulate", "label"))
     ae = closure_stage(run)
     got = features_for(run, ae)

@@ -12,6 +12,7 @@ import torch
 from macrodyn import keys as K
 from macrodyn.dynamics import MLPField, OnsagerNet, StandardizedField
 from macrodyn.training import LatentLoss, PartialForceLoss, fit_dynamics
+from macrodyn.training.options import AdamW, FitOptions
 from macrodyn.training.distributed import data_parallel, shard
 
 # name: (model, loss, batch_size); 203 rows, 183 after validation: uneven shards, and with
@@ -35,8 +36,8 @@ def _problem(name):
 
 def _fit(name):
     field, loss, data = _problem(name)
-    hist = fit_dynamics(field, data_parallel(loss, field), data, epochs=4, batch_size=PROBLEMS[name], lr=1e-2,
-                        seed=3, progress=False)
+    options = FitOptions(epochs=4, batch_size=PROBLEMS[name], seed=3, optimiser=AdamW(1e-2))
+    hist = fit_dynamics(field, data_parallel(loss, field), data, options, desc=None)
     return field, hist
 
 

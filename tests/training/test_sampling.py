@@ -147,7 +147,7 @@ def test_pipeline_end_to_end_each_strategy(tmp_path, sampling, labelling):
     from macrodyn.pipeline import run_all
 
     cfg = _tiny_cfg(sampling=sampling, labelling=labelling, members=2)
-    run = Run(cfg, tmp_path / "run", progress=False)
+    run = Run.create(cfg, tmp_path / "run", progress=False)
     m = run_all(run, ("simulate", "label", "closure", "dynamics", "evaluate"))
     assert m["force_evaluations"] == run.system.counter.labels == 3000
     assert np.isfinite(m["rollout_rel_error"])

@@ -71,4 +71,4 @@ class ClosureAutoencoder(nn.Module):
 
     def jacobian(self, x: torch.Tensor, closure_only: bool = False) -> torch.Tensor:
         """``J = ∇φ(x)``, ``(B, N) -> (B, d, N)`` (``(B, closure_dim, N)`` if ``closure_only``)."""
-        return batch_jacobian(self.closure if closure_only else self.forward, x)
+        return batch_jacobian(self.closure if closure_only else self.forward, x, differentiable=True)

@@ -15,16 +15,28 @@ import torch
 from torch.func import jacrev, vmap
 
 
-def batch_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:
-    """Per-sample Jacobian of a batched map.
+def batch_jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *,
+                   differentiable: bool = False) -> torch.Tensor:
+    """Per-sample Jacobian of a map acting row-wise (no coupling across the batch).
 
     Args:
-        fn: maps ``(B, N) -> (B, d)`` row-wise (no coupling across the batch).
+        fn: maps ``(B, N) -> (B, d)`` row-wise.
         x: ``(B, N)``.
+        differentiable: keep the graph, so a loss of ``J`` (the condition-number penalty)
+            can be back-propagated: ``torch.func``'s ``vmap(jacrev)``. Otherwise ``d``
+            reverse passes over the whole batch (the gradient of ``Σ_b fn(x)[b, j]`` with
+            respect to ``x[b]`` is row ``j`` of ``J[b]``): ~2x faster for the LJ-800 encoder
+            (N = 4 800, d = 32), where it dominated the feature precomputation.
     Returns:
         ``(B, d, N)`` with ``J[b] = ∂fn(x)[b] / ∂x[b]``.
     """
-    return vmap(jacrev(lambda xi: fn(xi.unsqueeze(0)).squeeze(0)))(x)
+    if differentiable:
+        return vmap(jacrev(lambda xi: fn(xi.unsqueeze(0)).squeeze(0)))(x)
+    with torch.enable_grad():
+        xx = x.detach().requires_grad_(True)
+        z = fn(xx)
+        rows = [torch.autograd.grad(z[:, j].sum(), xx, retain_graph=j < z.shape[1] - 1)[0] for j in range(z.shape[1])]
+    return torch.stack(rows, 1)
 
 
 def pinv_rows(J: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:

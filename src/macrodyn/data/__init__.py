@@ -1,4 +1,4 @@
 """Dataset store: chunked zarr tables of configurations and the forces computed."""
-from macrodyn.data.store import ChunkedTable
+from macrodyn.data.store import ChunkedTable, Problem
 
-__all__ = ["ChunkedTable"]
+__all__ = ["ChunkedTable", "Problem"]

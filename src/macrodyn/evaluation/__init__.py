@@ -1,4 +1,4 @@
-"""Rollouts, the relative-error metric, figures and the run report."""
+"""Rollouts, the relative-error metric and figures (pure: no run folder)."""
 from macrodyn.evaluation.rollout import relative_error, rollout, rollout_errors
 
 __all__ = ["relative_error", "rollout", "rollout_errors"]

@@ -11,14 +11,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_observables(times: np.ndarray, true: np.ndarray, pred: np.ndarray, names: list[str], path: Path) -> None:
-    """True vs predicted given observables; ``true``, ``pred``: ``(T, n_traj, d*)``."""
+def plot_observables(times: np.ndarray, true: np.ndarray, pred: np.ndarray, names: list[str], path: Path,
+                     labels: list[str] | None = None) -> None:
+    """True vs predicted given observables; ``true``, ``pred``: ``(T, n_traj, d*)``; ``labels``
+    names each trajectory in the legend (e.g. "worst", "median")."""
     d = true.shape[-1]
     fig, axes = plt.subplots(1, d, figsize=(4.5 * d, 3.4), squeeze=False)
     for j in range(d):
         ax = axes[0, j]
         for b in range(true.shape[1]):
-            line, = ax.plot(times, true[:, b, j], lw=1.6)
+            line, = ax.plot(times, true[:, b, j], lw=1.6, label=labels[b] if labels and j == 0 else None)
             ax.plot(times, pred[:, b, j], "--", color=line.get_color(), lw=1.2)
         ax.set_xlabel("t")
         ax.set_title(names[j])
@@ -42,6 +44,24 @@ def plot_error_over_time(times: np.ndarray, err: np.ndarray, path: Path) -> None
     ax.set_xlabel("t")
     ax.set_ylabel("|ẑ* − z*| / |z*|")
     ax.legend(frameon=False)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_error_histogram(errors: np.ndarray, path: Path) -> None:
+    """Histogram of the per-trajectory relative errors (log-spaced bins), median and mean marked."""
+    e = errors[np.isfinite(errors) & (errors > 0)]
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    if len(e):
+        bins = np.logspace(np.log10(e.min()), np.log10(e.max()) + 1e-9, 30)
+        ax.hist(e, bins=bins, color="C0", alpha=0.8)
+        ax.axvline(np.median(e), color="k", ls="-", lw=1, label=f"median {np.median(e):.2e}")
+        ax.axvline(e.mean(), color="C3", ls="--", lw=1, label=f"mean {e.mean():.2e}")
+        ax.set_xscale("log")
+        ax.legend(frameon=False, fontsize=8)
+    ax.set_xlabel("relative rollout error per test trajectory")
+    ax.set_ylabel("trajectories")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import numba
+from macrodyn.systems._numba import jit  # numba.njit, cached on disk where writable
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,7 +71,7 @@ def allen_cahn_rhs(u: np.ndarray, eps: float, h: float) -> np.ndarray:
     return f
 
 
-@numba.njit(cache=True)
+@jit()
 def allen_cahn_rhs_at(x, idx, n, inv_eps2, inv_h2):  # pragma: no cover - compiled
     """Right-hand side at chosen cells only, cost ``O(B k)``.
 

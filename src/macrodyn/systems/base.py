@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm.auto import tqdm
 
+from macrodyn.data.validate import check_finite, units_in
 from macrodyn.errors import InputError
 
 
@@ -43,14 +44,6 @@ class ForceCounter:
         self.label_seconds = 0.0
 
 
-def check_finite(name: str, a: np.ndarray, hint: str = "") -> None:
-    """Raise :class:`InputError` naming the first non-finite entry of ``a``."""
-    if not np.all(np.isfinite(a)):
-        bad = np.argwhere(~np.isfinite(a))[0]
-        raise InputError(f"{name} contains NaN/Inf (first at index {tuple(int(i) for i in bad)})."
-                         + (f" {hint}" if hint else ""))
-
-
 class MicroSystem(ABC):
     """A microscopic system ``dx/dt = f(x)`` with ``x`` in ``R^N``.
 
@@ -64,6 +57,8 @@ class MicroSystem(ABC):
     dt: float
     coords_per_unit: int = 1
     provides: tuple[str, ...] = ("forces", "partial_forces")
+    #: right-hand-side evaluations per integration step of :meth:`trajectories` (RK4: 4)
+    force_calls_per_step: int = 4
 
     def __init__(self) -> None:
         self.counter = ForceCounter()
@@ -129,17 +124,11 @@ class MicroSystem(ABC):
         if idx.size and (idx.min() < 0 or idx.max() >= self.n_coords):
             raise InputError(f"idx out of range [0, {self.n_coords}): min {idx.min()}, max {idx.max()}.")
         f = self._partial_forces(x, idx.astype(np.int64))
-        self.counter.labels += self._units_touched(idx)
+        self.counter.labels += units_in(idx, self.coords_per_unit)
         check_finite("partial forces", f, "The configuration (or a neighbour it reads) is NaN/Inf or has blown "
                      "up; check the data, dt and the initial conditions.")
         self.counter.label_seconds += time.perf_counter() - t0
         return f
-
-    def _units_touched(self, idx: np.ndarray) -> int:
-        if self.coords_per_unit == 1:
-            return int(idx.size)
-        units = np.sort(idx // self.coords_per_unit, axis=1)
-        return int((np.diff(units, axis=1) != 0).sum() + units.shape[0]) if units.size else 0
 
     def _check_x(self, x: np.ndarray, finite: bool = True) -> np.ndarray:
         x = np.asarray(x)
@@ -200,5 +189,5 @@ class MicroSystem(ABC):
                 if bad.any():
                     raise InputError(f"{self.name}: simulation blew up at step {step} in trajectory "
                                      f"{int(np.argmax(bad))}; reduce dt or check the initial data.")
-        self.counter.simulation += 4 * n_steps * x.shape[0] * self.n_units
+        self.counter.simulation += self.force_calls_per_step * n_steps * x.shape[0] * self.n_units
         return out

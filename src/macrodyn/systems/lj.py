@@ -32,14 +32,15 @@ where an atom feels several images of the same neighbour, including its own).
 As with any floating-point cutoff test, a pair within ~1e-14 σ of ``r_c`` may be counted
 either way (cell assignment and ``r² < r_c²`` are rounded).
 
-The kernels are compiled with numba (``cache=True``: the first call in a fresh
-environment compiles for a few seconds, later processes load the cache).
+The kernels are compiled with numba, cached on disk where a cache folder is writable
+(``systems._numba``): the first call in a fresh environment compiles for a few seconds,
+later processes load the cache.
 """
 from __future__ import annotations
 
 import math
 
-import numba
+from macrodyn.systems._numba import jit  # numba.njit, cached on disk where writable
 import numpy as np
 
 from macrodyn.errors import InputError
@@ -81,14 +82,14 @@ def lj_pair_force(r, epsilon: float = 1.0, sigma: float = 1.0):
 _HUGE = 1e15  # coordinates beyond this are treated as blown up (and as NaN/Inf)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _cell_index(x, ibox, nc):
     """Cell along one axis: ``floor(frac(x / box) · nc)``, branch-free (unwrapped input is the norm)."""
     t = x * ibox
     return min(int((t - np.floor(t)) * nc), nc - 1)  # frac may round up to 1.0
 
 
-@numba.njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _bin(pos, box, nc):
     """Bin atoms into ``nc³`` cells as linked lists, in one pass over the atoms.
 
@@ -110,7 +111,7 @@ def _bin(pos, box, nc):
     return head, nxt, True
 
 
-@numba.njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _forces_chosen_cells(pos, box, atoms, rc2, eps, sig2, nc, head, nxt):
     """Forces on ``atoms`` by walking their 27 neighbour cells (needs ``nc ≥ 3``)."""
     m = atoms.shape[0]
@@ -155,7 +156,7 @@ def _forces_chosen_cells(pos, box, atoms, rc2, eps, sig2, nc, head, nxt):
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _forces_all_cells(pos, box, rc2, eps, sig2, nc, head, nxt):
     """Forces on all atoms: half stencil (13 neighbour cells + own cell), Newton's third law."""
     n = pos.shape[0]
@@ -215,7 +216,7 @@ def _forces_all_cells(pos, box, rc2, eps, sig2, nc, head, nxt):
     return f
 
 
-@numba.njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _forces_allpairs(pos, box, atoms, rc2, eps, sig2, nimg):
     """Forces on ``atoms`` from every atom and every periodic image with ``|n_a| ≤ nimg``."""
     n = pos.shape[0]
@@ -249,7 +250,7 @@ def _forces_allpairs(pos, box, atoms, rc2, eps, sig2, nimg):
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _energy_allpairs(pos, box, rc2, eps, sig2, nimg, ushift):
     n = pos.shape[0]
     e = 0.0

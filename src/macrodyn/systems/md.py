@@ -135,6 +135,7 @@ class MDSystem(MicroSystem):
     """
 
     coords_per_unit = 6
+    force_calls_per_step = 1  # velocity Verlet reuses the step's end forces at the next step
     n_atoms: int
     _inv_mass: np.ndarray
 
@@ -174,7 +175,7 @@ class MDSystem(MicroSystem):
         for b in tqdm(range(x.shape[0]), desc="verlet NVE", disable=not progress, leave=False):
             r[b], v[b] = velocity_verlet(self.atom_forces, pos[b], vel[b], self._inv_mass, self.dt,
                                          n_steps, save_every)
-        self.counter.simulation += n_steps * x.shape[0] * self.n_atoms
+        self.counter.simulation += self.force_calls_per_step * n_steps * x.shape[0] * self.n_atoms
         return join_state(r, v)
 
 
@@ -321,7 +322,7 @@ class LennardJones(MDSystem):
             r, v = lammps_trajectories(pos, vel, self.box, n_steps, save_every, dt=self.dt,
                                        cutoff=self.cutoff, progress=progress)
             out = join_state(r, v)
-            self.counter.simulation += n_steps * x.shape[0] * self.n_atoms
+            self.counter.simulation += self.force_calls_per_step * n_steps * x.shape[0] * self.n_atoms
         bad = ~np.isfinite(out).all(axis=(1, 2))
         if bad.any():
             raise InputError(f"{self.name}: trajectory {int(np.argmax(bad))} blew up; reduce dt or check x0.")

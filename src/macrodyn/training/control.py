@@ -81,3 +81,24 @@ class SnapshotControl:
         """``(b, N)`` predicted forces of labelled configurations ``rows`` (indices into the labels)."""
         raw = self._raw(np.asarray(rows))
         return raw * np.tile(self.beta, raw.shape[1] // self.cpu)[None]
+
+
+class Snapshots:
+    """``training.control: snapshots``: builds a :class:`SnapshotControl` from a labels table."""
+
+    needs_where = True  # labels must name their snapshot
+
+    def __init__(self, window: int = 12):
+        self.window = window
+
+    def build(self, where: np.ndarray, idx: np.ndarray, forces: np.ndarray, n_coords: int, n_saved: int,
+              coords_per_unit: int = 1) -> SnapshotControl:
+        return SnapshotControl(where, idx, forces, n_coords, n_saved, self.window, coords_per_unit)
+
+
+def make_control(kind: str, window: int = 12) -> Snapshots | None:
+    """``"none" | "snapshots"`` → None or the control's builder."""
+    kinds = {"none": lambda: None, "snapshots": lambda: Snapshots(window)}
+    if kind not in kinds:
+        raise ValueError(f"unknown control {kind!r}; choose none or snapshots")
+    return kinds[kind]()

@@ -24,18 +24,12 @@ the same parameters, so the learning-rate schedule and early stopping agree acro
 Run the dynamics stage on N processes (after ``macrodyn simulate``, ``label`` and
 ``train-closure`` on the same folder)::
 
-    torchrun --standalone --nproc_per_node N -m macrodyn.training.distributed CONFIG --out DIR
+    torchrun --standalone --nproc_per_node N -m macrodyn.torchrun CONFIG --out DIR
 
 CPU processes use the gloo backend; ``device: cuda`` uses NCCL with one GPU per process
 (``LOCAL_RANK``). ``macrodyn evaluate`` and ``report`` then continue as usual.
 """
 from __future__ import annotations
-
-import argparse
-import datetime
-import os
-import sys
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -109,46 +103,3 @@ class DataParallelLoss:
 def data_parallel(loss, field: nn.Module):
     """:class:`DataParallelLoss` if a process group of 2+ ranks is initialised, else ``loss`` itself."""
     return DataParallelLoss(loss, field) if world()[1] > 1 else loss
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry point for ``torchrun ... -m macrodyn.training.distributed CONFIG --out DIR``."""
-    from macrodyn.config import default_config_path, load_config
-    from macrodyn.data.store import ChunkedTable
-    from macrodyn.errors import InputError
-    from macrodyn.pipeline import Run, closure_stage, dynamics_stage
-
-    ap = argparse.ArgumentParser(prog="torchrun --nproc_per_node N -m macrodyn.training.distributed",
-                                 description="Train the macroscopic model(s) of a run data-parallel (DDP).")
-    ap.add_argument("config", nargs="?", help="YAML config (default: the embedded predator-prey experiment)")
-    ap.add_argument("--out", "-o", default="runs/predator_prey", help="run folder holding labels and closure.pt")
-    ap.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    args = ap.parse_args(argv)
-    try:
-        cfg = load_config(args.config or default_config_path())
-        out = Path(args.out)
-        if not (out / "closure.pt").exists():
-            raise InputError(f"{out}/closure.pt not found; run `macrodyn simulate`, `label` and `train-closure` "
-                             f"on {out} first.")
-        cuda = cfg.device == "cuda"
-        if cuda:
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=datetime.timedelta(hours=2))
-        try:
-            rank = dist.get_rank()
-            run = Run(cfg, out, progress=rank == 0 and not args.quiet) if rank == 0 else None
-            dist.barrier()  # rank 0 has checked the folder's config before the others read it
-            run = run or Run(cfg, out, progress=False)
-            if not ChunkedTable.open(run.store, "labels").is_complete():
-                raise InputError(f"labels in {run.store} are incomplete; run `macrodyn label` first.")
-            dynamics_stage(run, closure_stage(run))
-        finally:
-            dist.destroy_process_group()
-    except InputError as e:
-        if int(os.environ.get("RANK", 0)) == 0:
-            print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-
-
-if __name__ == "__main__":
-    main()

@@ -11,7 +11,7 @@ import torch
 
 from macrodyn import keys as K
 from macrodyn.closure.autoencoder import ClosureAutoencoder
-from macrodyn.closure.jacobian import pinv_rows
+from macrodyn.closure.jacobian import batch_jacobian, pinv_rows
 from macrodyn.systems.base import MicroSystem
 
 
@@ -28,29 +28,6 @@ def label(system: MicroSystem, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     if idx.shape[1] == system.n_coords:
         return np.take_along_axis(system.forces(x), idx, axis=1)
     return system.partial_forces(x, idx)
-
-
-def units_in(idx: np.ndarray, coords_per_unit: int) -> int:
-    """Force evaluations represented by stored indices (distinct units per row)."""
-    if coords_per_unit == 1:
-        return int(idx.size)
-    u = np.sort(idx // coords_per_unit, axis=1)
-    return int((np.diff(u, axis=1) != 0).sum() + len(u))
-
-
-def _batch_jacobian_rows(fn, x: torch.Tensor) -> torch.Tensor:
-    """``J = ∂fn(x)/∂x`` ``(B, d, N)`` by ``d`` reverse passes over the whole batch.
-
-    Valid because ``fn`` acts row-wise (no coupling across the batch): the gradient of
-    ``Σ_b fn(x)[b, j]`` with respect to ``x[b]`` is row ``j`` of ``J[b]``. For the LJ-800
-    encoder (N = 4 800, d = 32) this is ~2x faster than ``vmap(jacrev)``, which
-    dominated the feature precomputation of 20 000 configurations.
-    """
-    with torch.enable_grad():
-        xx = x.detach().requires_grad_(True)
-        z = fn(xx)
-        rows = [torch.autograd.grad(z[:, j].sum(), xx, retain_graph=j < z.shape[1] - 1)[0] for j in range(z.shape[1])]
-    return torch.stack(rows, 1)
 
 
 #: bytes of float64 Jacobians ``(batch, d, N)`` held at once by :func:`compute_features`
@@ -105,7 +82,7 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
         xb = torch.as_tensor(x[s:s + batch], dtype=torch.float64)
         ib = torch.as_tensor(idx[s:s + batch])
         fb = torch.as_tensor(f[s:s + batch], dtype=torch.float64)
-        J = _batch_jacobian_rows(ae64, xb)
+        J = batch_jacobian(ae64, xb)
         JI = torch.gather(J, 2, ib.unsqueeze(1).expand(-1, J.shape[1], -1))
         P = pinv_rows(J, ib)
         jc = 0.0

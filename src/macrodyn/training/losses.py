@@ -16,6 +16,14 @@ class LatentLoss:
 
     name = "L_z"
     needs = (K.Z, K.JF)
+    velocity = K.JF            # the target whose statistics standardise the field
+    needs_rows = False         # features: J f by a forward product, no J⁺ rows
+    partial = False            # every force of a configuration is needed
+
+    @staticmethod
+    def units(n_units: int) -> int:
+        """Units labelled per configuration: all of them."""
+        return n_units
 
     def __call__(self, field: nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         v = field(batch[K.Z])
@@ -38,6 +46,13 @@ class PartialForceLoss:
     """
 
     needs = (K.Z, K.PINV_ROWS, K.FORCES, K.WEIGHTS)
+    velocity = K.JF_ESTIMATE   # unbiased estimate (N/k) J_I f_I
+    needs_rows = True
+    partial = True
+
+    def units(self, n_units: int) -> int:
+        """Units labelled per configuration: ``round(p · n)``, at least 1."""
+        return max(1, int(round(self.p * n_units)))
 
     def __init__(self, p: float = 1.0):
         if not 0 < p <= 1:

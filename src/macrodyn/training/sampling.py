@@ -29,9 +29,9 @@ import numpy as np
 import torch
 
 from macrodyn import keys as K
-from macrodyn.closure.jacobian import pinv_rows
+from macrodyn.closure.jacobian import batch_jacobian, pinv_rows
 from macrodyn.systems.base import MicroSystem
-from macrodyn.training.features import _batch_jacobian_rows, sample_units
+from macrodyn.training.features import sample_units
 
 
 def inclusion_probabilities(score: np.ndarray, k: int, gamma: float) -> np.ndarray:
@@ -83,7 +83,8 @@ class UniformUnits:
     """``k`` distinct units uniformly (the paper); weights 1."""
 
     name = "uniform"
-    needs_score = False
+    needs_score = False  # no closure needed to draw
+    weighted = False     # weights are all 1: not stored
 
     def __init__(self, k: int):
         if k < 1:
@@ -102,6 +103,7 @@ class ImportanceUnits:
 
     name = "importance"
     needs_score = True
+    weighted = True
 
     def __init__(self, k: int, gamma: float = 0.3):
         if k < 1:
@@ -120,6 +122,31 @@ class ImportanceUnits:
         units = systematic_sample(pi, order, rng.random(len(pi)))
         w = self.k / (n_units * np.take_along_axis(pi, units, 1))
         return units, w
+
+
+class FixedLabels:
+    """Label once before training (the paper): the budget buys ``budget / k`` configurations."""
+
+    on_demand = False
+    visits = 1
+
+
+class OnDemandLabels:
+    """A fresh subset each time a configuration is visited in training, until the budget is spent;
+    the pool is ``budget / (k · visits)`` configurations."""
+
+    on_demand = True
+
+    def __init__(self, visits: int = 2):
+        self.visits = visits
+
+
+def make_labelling(kind: str, visits: int = 2):
+    """``"fixed" | "on_demand"`` → labelling object."""
+    kinds = {"fixed": FixedLabels, "on_demand": lambda: OnDemandLabels(visits)}
+    if kind not in kinds:
+        raise ValueError(f"unknown labelling {kind!r}; choose fixed or on_demand")
+    return kinds[kind]()
 
 
 def make_sampler(kind: str, k: int, gamma: float = 0.3):
@@ -141,7 +168,7 @@ def pinv_row_scores(ae, x: np.ndarray, coords_per_unit: int = 1, *, batch: int =
     ae64 = ae.double()
     out = []
     for s in range(0, len(x), batch):
-        J = _batch_jacobian_rows(ae64, torch.as_tensor(x[s:s + batch], dtype=torch.float64))
+        J = batch_jacobian(ae64, torch.as_tensor(x[s:s + batch], dtype=torch.float64))
         rows = pinv_rows(J).pow(2).sum(-1)  # (b, N)
         out.append(rows.reshape(len(rows), -1, coords_per_unit).sum(-1).sqrt().numpy())
     ae.float()

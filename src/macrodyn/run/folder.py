@@ -1,0 +1,169 @@
+"""A run folder bound to its config and system.
+
+Run folder::
+
+    config.yaml          the validated config (without where/how many threads: not the run's identity)
+    data.zarr/           tables train, test (trajectories) and labels (where, idx, f): a label
+                         points at its training snapshot instead of copying it
+    closure.pt           closure autoencoder + training history
+    dynamics/member_K.pt macroscopic models + histories
+    metrics.json         the numbers (force evaluations, rollout error, timings)
+    report.md, figures/  the report
+
+:meth:`Run.create` writes the folder (and refuses one made with another config);
+:meth:`Run.open` only reads. Constructing a :class:`Run` directly touches nothing on disk
+(Dask workers and DDP ranks do that, on a folder the driver created).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import yaml
+
+from macrodyn.closure.autoencoder import ClosureAutoencoder
+from macrodyn.config import RunConfig, parse_config
+from macrodyn.errors import InputError
+from macrodyn.io import load_json, save_json, save_text
+from macrodyn.model import steps as S
+from macrodyn.model.parts import n_configs, stream_rng, units_per_config
+from macrodyn.systems.base import MicroSystem
+from macrodyn.systems.registry import build_system
+
+STAGES = ("simulate", "label", "closure", "dynamics", "evaluate", "report")
+#: fields of the config that say where and on how many threads work runs: they do not change the data
+_NOT_IDENTITY = {"parallel", "threads"}
+
+
+@dataclass
+class RunState:
+    """What one process computed for a run and keeps for the next stage or member."""
+
+    pool: np.ndarray | None = None                 # flat training snapshots kept by data.min_observable
+    closure: ClosureAutoencoder | None = None
+    features: dict | None = None                   # features of the stored labels (on the run's device)
+    stats: S.Stats | None = None                   # their standardisation
+    score: Callable | None = None                  # rollout selection score (training.select: rollout)
+    score_built: bool = False
+
+
+@dataclass
+class Run:
+    """A run folder ``out`` bound to ``cfg`` and its ``system`` (built from the config if not given)."""
+
+    cfg: RunConfig
+    out: Path
+    system: MicroSystem | None = None
+    progress: bool = True
+    timings: dict = field(default_factory=dict)
+    state: RunState = field(default_factory=RunState, repr=False)
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        if self.system is None:
+            self.system = build_system(self.cfg.system.name, self.cfg.system.params)
+
+    # ------------------------------------------------------------ create/open
+    @classmethod
+    def create(cls, cfg: RunConfig, out: str | Path, system: MicroSystem | None = None,
+               progress: bool = True) -> "Run":
+        """Create the folder ``out`` for ``cfg`` (or reopen it if it holds the same run)."""
+        run = cls(cfg, Path(out), system, progress)
+        run.check_closure_dim()
+        run.out.mkdir(parents=True, exist_ok=True)
+        path = run.out / "config.yaml"
+        new = run.identity()
+        if path.exists():
+            old = _read_config(path).model_dump(exclude=_NOT_IDENTITY)
+            if old != new:
+                diff = [k for k in new if old.get(k) != new.get(k)]
+                raise InputError(f"{run.out} holds a run with a different config (sections {diff}); "
+                                 "use another --out or delete it.")
+        else:
+            save_text(yaml.safe_dump(new, sort_keys=False), path)
+        run.timings = run._read_timings()
+        return run
+
+    @classmethod
+    def open(cls, out: str | Path, cfg: RunConfig | None = None, system: MicroSystem | None = None,
+             progress: bool = True) -> "Run":
+        """The run in ``out`` (its ``config.yaml``); with ``cfg``, check it is the same run. Writes nothing."""
+        out = Path(out)
+        path = out / "config.yaml"
+        if not path.exists():
+            raise InputError(f"{out} is not a run folder (no config.yaml); run `macrodyn run CONFIG --out {out}`.")
+        stored = _read_config(path)
+        if cfg is not None and stored.model_dump(exclude=_NOT_IDENTITY) != cfg.model_dump(exclude=_NOT_IDENTITY):
+            raise InputError(f"{out} holds a run with a different config; use another --out or delete it.")
+        run = cls(cfg or stored, out, system, progress)
+        run.timings = run._read_timings()
+        return run
+
+    def identity(self) -> dict:
+        """The config as stored in ``config.yaml`` (what makes two runs the same)."""
+        return self.cfg.model_dump(exclude=_NOT_IDENTITY)
+
+    def check_closure_dim(self) -> None:
+        try:
+            n, d_obs = self.system.n_coords, self.system.observable().dim
+        except NotImplementedError:  # no default observable: the closure stage will say so
+            return
+        if not self.cfg.closure.dim < n - d_obs:
+            raise InputError(f"closure.dim = {self.cfg.closure.dim} is too large: with {d_obs} given observable(s) "
+                             f"and N = {n} coordinates it must be < {n - d_obs}.")
+
+    # ----------------------------------------------------------------- paths
+    @property
+    def store(self) -> Path:
+        return self.out / "data.zarr"
+
+    @property
+    def closure_path(self) -> Path:
+        return self.out / "closure.pt"
+
+    def member_path(self, m: int) -> Path:
+        return self.out / "dynamics" / f"member_{m}.pt"
+
+    # ------------------------------------------------------------- numbers
+    def rng(self, stream: str, *extra: int) -> np.random.Generator:
+        return stream_rng(self.cfg.seed, stream, *extra)
+
+    @property
+    def n_saved(self) -> int:
+        """Snapshots saved per trajectory."""
+        return S.n_saved(self.cfg)
+
+    @property
+    def units_per_config(self) -> int:
+        return units_per_config(self.cfg.training, self.system)
+
+    @property
+    def n_configs(self) -> int:
+        return n_configs(self.cfg, self.system)
+
+    # --------------------------------------------------------------- timings
+    def timed(self, stage: str, seconds: float) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + seconds
+        save_json(self.timings, self.out / "stage_seconds.json")
+
+    def stage_seconds(self) -> dict:
+        return {s: round(self.timings.get(s, 0.0), 3) for s in STAGES if s in self.timings}
+
+    def _read_timings(self) -> dict:
+        path = self.out / "stage_seconds.json"
+        try:
+            t = load_json(path) if path.exists() else {}
+        except InputError:  # a damaged timings file is rewritten, not a reason to stop
+            return {}
+        return t if isinstance(t, dict) else {}
+
+
+def _read_config(path: Path) -> RunConfig:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"{path} is damaged ({type(e).__name__}); delete the run folder or restore config.yaml.") \
+            from None
+    return parse_config(data or {}, str(path))
