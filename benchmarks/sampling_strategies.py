@@ -2,47 +2,42 @@
 
 Predator–prey (L_x,p with p = 0.2) or LJ-800 (``--system lj800``: p = 1/16, the MLP of the
 LJ-800 study, the config's schedule), at equal force budgets. Per seed the trajectories and
-the closure are shared by every (strategy, budget) run (``run_on_shared``); each run draws
-its own labels and trains its own model. The default schedule is the predator-prey
-config's (1000 training trajectories, 2000 epochs) with early stopping after 100 epochs
-without improvement and batch 256, so that 36 runs fit in about half an hour on 2 cores.
-``--resume`` keeps the records already written and runs only the missing ones.
+the closure are shared by every (strategy, budget) run (a grid of ``macrodyn.study.run_grid``,
+data key ``seedS``); each run draws its own labels and trains its own model. The default
+schedule is the predator-prey config's (1000 training trajectories, 2000 epochs) with early
+stopping after 100 epochs without improvement and batch 256, so that 36 runs fit in about
+half an hour on 2 cores. Finished runs in ``--work`` are read back; ``--resume`` also keeps
+the records already in OUT/NAME.json (e.g. the other system's) and runs only the missing ones.
 
     python benchmarks/sampling_strategies.py [--budgets 30000 60000 150000] [--seeds 1 2 3]
     python benchmarks/sampling_strategies.py --system lj800 --budgets 125000 250000 500000 --resume
+    python benchmarks/sampling_strategies.py --smoke [--out DIR]
+    python benchmarks/sampling_strategies.py --analyse-only
 
-Writes benchmarks/results/sampling_strategies.json (records ``system, strategy, seed,
-budget, error_at_budget, evaluations_to_tol, force_evaluations``) and .png.
-``evaluations_to_tol`` is the smallest tested budget whose error is ≤ E_TOL for that
-(strategy, seed) (None if none is); it is repeated on every record of the pair.
+Writes OUT/sampling_strategies.json (records ``system, strategy, seed, budget,
+error_at_budget, evaluations_to_tol, force_evaluations, counter_labels, wall_seconds``) and
+OUT/sampling_strategies.png. ``evaluations_to_tol`` is the smallest tested budget whose error
+is ≤ E_TOL for that (strategy, seed) (None if none is); it is repeated on every record of the
+pair. ``counter_labels``: force evaluations counted while labelling in this process (None for
+a run read back); ``wall_seconds``: the run's label + dynamics + evaluate stages.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import time
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+from common import CONFIGS, need_results, parse, parser, print_table, read_records, read_results, tiny, write_results
+from lj800_study import MODELS
+from macrodyn import load_config
+from macrodyn.study import GridPoint, iter_grid, prepare_shared, shared_folder
 
-from common import RESULTS, read_records, write_results  # noqa: E402
-from lj800_study import MODELS  # noqa: E402
-from macrodyn import Run, load_config  # noqa: E402
-from macrodyn.pipeline import closure_stage, run_on_shared, simulate  # noqa: E402
-
-HERE = Path(__file__).parent
 E_TOL = 3e-3
 # name -> (training.sampling, training.labelling)
 STRATEGIES = {"fixed-uniform (paper)": ("uniform", "fixed"),
               "fixed-importance": ("importance", "fixed"),
               "on_demand-uniform": ("uniform", "on_demand"),
               "on_demand-importance": ("importance", "on_demand")}
-
-
 SYSTEMS = {"predator_prey": "predator_prey.yaml", "lj800": "lj800.yaml"}
 
 
@@ -65,8 +60,8 @@ def small(cfg, args):
     return cfg
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> None:
+    ap = parser(__doc__, work="")  # default: runs/sampling_full (predator-prey), runs/sampling_lj800
     ap.add_argument("--system", default="predator_prey", choices=list(SYSTEMS))
     ap.add_argument("--config", default=None, help="default: configs/predator_prey.yaml or configs/lj800.yaml")
     ap.add_argument("--budgets", type=int, nargs="+", default=[30_000, 60_000, 150_000])
@@ -78,31 +73,33 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=256)
     ap.add_argument("--train-trajectories", type=int, default=1000)
     ap.add_argument("--test-trajectories", type=int, default=100)
-    ap.add_argument("--work", default=None, help="default: runs/sampling_full (predator-prey), runs/sampling_lj800")
     ap.add_argument("--prepare-only", action="store_true", help="simulate and fit the per-seed closures, then stop")
     ap.add_argument("--name", default="sampling_strategies")
     ap.add_argument("--resume", action="store_true",
-                    help="keep the records already in results/NAME.json and run only the missing ones")
-    args = ap.parse_args()
-    args.config = args.config or str(HERE.parent / "configs" / SYSTEMS[args.system])
-    args.work = args.work or ("runs/sampling_full" if args.system == "predator_prey" else "runs/sampling_lj800")
-    base = small(load_config(args.config), args)
+                    help="keep the records already in OUT/NAME.json and run only the missing ones")
+    args = parse(ap, argv)
+    if args.analyse_only:
+        return analyse(need_results(args.out, args.name), args.out / f"{args.name}.png")
+    args.work = args.work or Path("runs/sampling_full" if args.system == "predator_prey" else "runs/sampling_lj800")
+    args.config = args.config or str(CONFIGS / SYSTEMS[args.system])
+    if args.smoke:
+        base = tiny(load_config(args.config))
+        args.budgets, args.seeds = [90], [1]
+    else:
+        base = small(load_config(args.config), args)
     t = base.training
     schedule = (f"epochs {t.epochs}, stop_patience {t.stop_patience}, batch {t.batch_size}, select {t.select}, "
                 f"model {base.model.kind} {base.model.hidden}, {base.data.n_train_trajectories} train / "
                 f"{base.data.n_test_trajectories} test trajectories"
                 + (", closure on 20000 snapshots" if args.system == "predator_prey" else ", closure as configured"))
-    work = Path(args.work)
-    shared = {}
-    for seed in args.seeds:
-        shared[seed] = Run(base.model_copy(update={"seed": seed}, deep=True), work / f"seed{seed}" / "shared",
-                           progress=False)
-        simulate(shared[seed])
-        closure_stage(shared[seed])
+    shared = {f"seed{seed}": base.model_copy(update={"seed": seed}, deep=True) for seed in args.seeds}
     if args.prepare_only:
+        for key, cfg in shared.items():
+            prepare_shared(cfg, shared_folder(args.work, key), progress=True)
         return
-    records = read_records(args.name) if args.resume else []
+    records = read_records(args.out, args.name) if args.resume else []
     have = {(r["system"], r["strategy"], r["seed"], r["budget"]) for r in records}
+    points = []
     for budget in args.budgets:
         for name in args.strategies:
             sampling, labelling = STRATEGIES[name]
@@ -112,35 +109,47 @@ def main() -> None:
                 cfg = base.model_copy(deep=True)
                 cfg.seed = seed
                 cfg.training.budget, cfg.training.sampling, cfg.training.labelling = budget, sampling, labelling
-                out = work / f"seed{seed}" / f"{sampling}_{labelling}_b{budget}"
-                t0 = time.perf_counter()
-                run, m = run_on_shared(shared[seed].out, cfg, out)
-                records.append({"system": base.system.name, "strategy": name, "seed": seed, "budget": budget,
-                                "force_evaluations": m["force_evaluations"],
-                                "counter_labels": run.system.counter.labels,
-                                "error_at_budget": m["rollout_rel_error"],
-                                "wall_seconds": round(time.perf_counter() - t0, 1)})
-                print(records[-1], flush=True)
-                finish(records, args.name, {base.system.name: schedule})
+                points.append(GridPoint(f"{sampling}_{labelling}_b{budget}", cfg, data=f"seed{seed}",
+                                        tags={"strategy": name}))
+    for res in iter_grid(points, shared, args.work, desc="sampling strategies"):
+        m, cfg = res.metrics, res.run.cfg
+        records.append({"system": cfg.system.name, "strategy": res.point.tags["strategy"], "seed": cfg.seed,
+                        "budget": cfg.training.budget, "force_evaluations": m["force_evaluations"],
+                        "counter_labels": res.run.system.counter.labels if res.trained else None,
+                        "error_at_budget": m["rollout_rel_error"], "wall_seconds": round(res.seconds, 1)})
+        finish(records, args.out, args.name, {base.system.name: schedule})
+    analyse(need_results(args.out, args.name), args.out / f"{args.name}.png")
 
 
-def finish(records: list[dict], name: str, schedule: dict) -> None:
+def finish(records: list[dict], out: Path, name: str, schedule: dict) -> None:
     for r in records:
         done = sorted((q["budget"], q["error_at_budget"]) for q in records
                       if (q["system"], q["strategy"], q["seed"]) == (r["system"], r["strategy"], r["seed"]))
-        r["evaluations_to_tol"] = next((b for b, e in done if e <= E_TOL), None)
-    old = read_schedule(name)
-    write_results(name, records, e_tol=E_TOL, schedule={**old, **schedule})
-    plot(records, HERE / "results" / f"{name}.png")
+        r["evaluations_to_tol"] = next((b for b, e in done if e is not None and e <= E_TOL), None)
+    old = (read_results(out, name) or {}).get("schedule", {})  # the other system's schedule stays
+    write_results(out, name, records, e_tol=E_TOL, schedule={**old, **schedule})
 
 
-def read_schedule(name: str) -> dict:
-    """The per-system schedules already in results/NAME.json ({} if none)."""
-    path = RESULTS / f"{name}.json"
-    return json.loads(path.read_text()).get("schedule", {}) if path.exists() else {}
+def analyse(doc: dict, figure: Path) -> None:
+    """The figure (error vs budget per strategy, one panel per system) and a table."""
+    records = doc["records"]
+    rows = []
+    for system in sorted({r["system"] for r in records}):
+        for name in STRATEGIES:
+            for b in sorted({r["budget"] for r in records if (r["system"], r["strategy"]) == (system, name)}):
+                e = [r["error_at_budget"] for r in records if (r["system"], r["strategy"], r["budget"]) == (system, name, b)]
+                rows.append({"system": system, "strategy": name, "budget": b, "seeds": len(e),
+                             "mean": float(np.mean(e)), "std": float(np.std(e))})
+    print_table(rows, ["system", "strategy", "budget", "seeds", "mean", "std"])
+    plot(records, figure)
 
 
 def plot(records: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     systems = sorted({r["system"] for r in records}, key=lambda s: s != "predator_prey")
     fig, axes = plt.subplots(1, len(systems), figsize=(6 * len(systems), 4.2), squeeze=False)
     for ax, system in zip(axes[0], systems):

@@ -39,8 +39,9 @@ def test_a_point_seed_redraws_the_configurations_at_the_same_budget(tmp_path):
         cfg = point_config(study, 12, "L_xp", 250, seed=seed)
         assert cfg.training.budget == base.training.budget and cfg.system == base.system
         assert cfg.seed == (base.seed if seed is None else seed)
-        picks.setdefault(seed, []).append(pick_configs(Run.create(cfg, tmp_path / f"s{seed}_{len(picks)}", progress=False),
-                                                       250))
+        run = Run(cfg, tmp_path / f"s{seed}_{len(picks)}", progress=False)
+        assert run.n_configs == 250
+        picks.setdefault(seed, []).append(pick_configs(run))
     assert (picks[2][0] == picks[2][1]).all()  # a seed is reproducible
     assert len({p[0].tobytes() for p in picks.values()}) == 3  # and each seed draws its own configurations
 

@@ -9,9 +9,10 @@ from typing import Optional
 
 import typer
 
-from macrodyn.config import check_before_work, default_config_path, load_config, parse_config
-from macrodyn.data.outdir import check_out_dir
 from macrodyn.errors import InputError
+
+# the other macrodyn imports sit in the commands, so that `macrodyn --help` and usage errors
+# answer without loading torch, numba and zarr
 
 # no_args_is_help=False: typer's rich help printer writes the whole help to stdout when it builds
 # that error; a bare `macrodyn` is "Missing command", which entry() turns into a one-line hint
@@ -55,6 +56,8 @@ def _out_dir(config: Optional[Path], out: Optional[str], default_stem: str = "pr
     if out is None:
         return Path("runs") / (config.stem if config is not None else default_stem)
     if not out.strip():
+        from macrodyn.data.outdir import check_out_dir
+
         check_out_dir(out, creating=True)  # raises: empty --out
     return Path(out)
 
@@ -67,14 +70,22 @@ def _run_stages(config: Optional[Path], out: Optional[str], quiet: bool, stages:
                 scheduler: Optional[str] = None) -> tuple[dict, Path]:
     """Validate everything that can be checked up front (config, --out, budget vs pool, device),
     then run ``stages`` holding the run folder's lock; returns (metrics, run folder)."""
+    from macrodyn.config import check_before_work, default_config_path, load_config, parse_config
     from macrodyn.data.lock import RunLock
+    from macrodyn.data.outdir import check_out_dir
+    from macrodyn.preflight import preflight
+    from macrodyn.systems.registry import build_system
 
     cfg = load_config(config or default_config_path())
     if scheduler is not None:
         cfg = parse_config({**cfg.model_dump(), "parallel": {**cfg.parallel.model_dump(), "scheduler": scheduler}},
                            "--scheduler")
-    check_before_work(cfg)
+    system = build_system(cfg.system.name, cfg.system.params)
     path = _out_dir(config, out)
+    if "simulate" in stages:  # seconds: the system, its forces and observable, sizes vs memory and disk
+        preflight(cfg, system, path)
+    else:
+        check_before_work(cfg, system)
     check_out_dir(path, creating=stages[0] in _CREATING)
     with RunLock(path):
         from macrodyn.pipeline import Run, run_all
@@ -83,7 +94,7 @@ def _run_stages(config: Optional[Path], out: Optional[str], quiet: bool, stages:
             import torch
 
             torch.set_num_threads(cfg.threads)
-        return run_all(Run.create(cfg, path, progress=not quiet), stages), path
+        return run_all(Run.create(cfg, path, system, progress=not quiet), stages), path
 
 
 def _summary(metrics: dict, out: Path, seconds: float) -> None:
@@ -161,31 +172,41 @@ def report(config: Optional[Path] = CONFIG, out: Optional[str] = OUT, quiet: boo
 
 
 @app.command()
-def check(out_arg: str = typer.Argument(..., metavar="OUT", help="Run folder to verify.")):
-    """Verify a run's dataset (chunks, shapes, NaN/Inf, index ranges, force count); exit 1 on problems."""
-    from macrodyn.data.check import check_run
+def check(out_arg: str = typer.Argument(..., metavar="OUT", help="Run folder to verify."),
+          repair: bool = typer.Option(False, "--repair", help="Mark every damaged chunk for recomputation "
+                                      "(then rerun `macrodyn run` on the folder).")):
+    """Verify a run's dataset (missing tables and chunk files, checksums, NaN/Inf, index ranges,
+    force count) and its config; exit 1 on problems."""
+    from macrodyn.data.check import check_run, repair_run
+    from macrodyn.data.outdir import check_out_dir
     from macrodyn.io import load_json
+    from macrodyn.run import Run
 
     if not out_arg.strip():
         raise InputError("the run folder argument is empty (an unset shell variable?); give it, e.g. "
                          "`macrodyn check runs/predator_prey`.")
     check_out_dir(out_arg, creating=False)
     out = Path(out_arg)
-
-    metrics = load_json(out / "metrics.json") if (out / "metrics.json").exists() else {}
-    cpu = 1
-    if (out / "config.yaml").exists():
-        import yaml
-
-        from macrodyn.systems.registry import build_system
-
-        cfg = yaml.safe_load((out / "config.yaml").read_text())
-        cpu = build_system(cfg["system"]["name"], cfg["system"]["params"]).coords_per_unit
-    problems = check_run(out, coords_per_unit=cpu, expected_evaluations=metrics.get("force_evaluations"))
+    problems, n_coords, cpu, metrics = [], None, 1, {}
+    try:
+        system = Run.open(out, progress=False).system
+        n_coords, cpu = system.n_coords, system.coords_per_unit
+    except InputError as e:
+        problems.append(str(e))
+    try:
+        metrics = load_json(out / "metrics.json") if (out / "metrics.json").exists() else {}
+    except InputError as e:
+        problems.append(str(e))
+    if repair:
+        for table, chunks in repair_run(out, n_coords, cpu).items():
+            typer.echo(f"{out}: table {table!r}: chunk(s) {chunks} marked for recomputation", err=True)
+    problems += check_run(out, n_coords, cpu, expected_evaluations=metrics.get("force_evaluations"))
     if problems:
         typer.echo(f"{out}: {len(problems)} problem(s):", err=True)
         for p in problems:
             typer.echo(f"  - {p}", err=True)
+        if repair:
+            typer.echo(f"rerun `macrodyn run CONFIG --out {out}` to recompute what was marked.", err=True)
         raise typer.Exit(1)
     typer.echo(f"{out}: dataset OK")
 
@@ -207,6 +228,7 @@ def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. confi
                                                                    "only these training-set sizes (repeatable)."),
                  quiet: bool = QUIET):
     """Force evaluations to reach the rollout tolerance vs system size, L_z vs L_x,p (Figure 4)."""
+    from macrodyn.data.outdir import check_out_dir
     from macrodyn.study import labelling_ratio, load_study, run_study
 
     study = load_study(config)
@@ -273,6 +295,42 @@ def _aborts() -> tuple[type, ...]:
     except ImportError:  # pragma: no cover
         pass
     return tuple(aborts)
+
+
+@app.command("systems")
+def systems_cmd():
+    """List the systems a config can name (built-in, registered, installed plug-ins) with their parameters."""
+    from macrodyn.systems.registry import ENTRY_POINT_GROUP, available_systems
+
+    for s in available_systems():
+        typer.echo(f"{s.name}  [{s.source}] {s.class_path}" + (f"  {s.doc}" if s.doc else ""))
+        if s.error:
+            typer.echo(f"    failed to load: {s.error}")
+        for p in s.params:
+            default = "required" if p.required else f"default {p.default!r}"
+            typer.echo(f"    {p.name}: {p.type} ({default})" + (f"  {p.description}" if p.description else ""))
+    typer.echo(f"\nYour own class: system.name: 'package.module:ClassName' (importable), or a package declaring an "
+               f"entry point in the group {ENTRY_POINT_GROUP!r}.")
+
+
+@app.command("validate")
+def validate_cmd(config: Path = typer.Argument(..., help="YAML config to check."),
+                 out: Optional[str] = typer.Option(None, "--out", "-o", show_default=False,
+                                                   help="Run folder whose disk must hold the data (default: "
+                                                   "runs/<config file stem>); nothing is written.")):
+    """Check a config and its system in seconds (forces vs partial forces, observable, sizes); exit 2 on problems."""
+    from macrodyn.config import load_config
+    from macrodyn.preflight import preflight
+
+    try:
+        report = preflight(load_config(config), out=_out_dir(config, out))
+    except InputError as e:  # one line per problem (entry() would join them into one)
+        if _state["traceback"]:
+            raise
+        for line in str(e).splitlines():
+            typer.echo(f"error: {line.strip()}", err=True)
+        raise typer.Exit(2)
+    typer.echo(report.summary())
 
 
 def entry(argv: Optional[list[str]] = None) -> None:

@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, \
     ValidationError, ValidationInfo, field_validator, model_validator
 
 from macrodyn.errors import InputError
-from macrodyn.systems.registry import SYSTEMS
+from macrodyn.systems.base import MicroSystem
+from macrodyn.systems.registry import SYSTEMS, build_system
+from macrodyn.training.losses import make_loss
+from macrodyn.training.sampling import make_labelling
 
 
 class _Strict(BaseModel):
@@ -74,7 +79,12 @@ def _check_finite_params(value, where: str) -> None:
 
 
 class SystemConfig(_Strict):
-    """Which microscopic system, and its constructor parameters (checked per system)."""
+    """Which microscopic system, and its constructor parameters (checked per system).
+
+    ``name`` is a registered system (``macrodyn systems`` lists them), an installed plug-in's
+    entry point, or an import path ``package.module:ClassName``; ``params`` are checked against
+    the class's ``Params`` model, or one derived from its ``__init__`` signature.
+    """
 
     name: str = "predator_prey"
     params: dict = Field(default_factory=dict, validate_default=True)
@@ -82,17 +92,16 @@ class SystemConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _check_name(cls, v):
-        if v not in SYSTEMS:
-            raise ValueError(f"unknown system {v!r}; known: {sorted(SYSTEMS)}")
+        SYSTEMS.resolve(v)  # an InputError (a ValueError) lists the known names and the import-path form
         return v
 
     @field_validator("params")
     @classmethod
     def _check_params(cls, v, info: ValidationInfo):
-        # errors of the system's own Params model are reported as system.params.<field>
-        system = SYSTEMS.get(info.data.get("name"))
-        if system is not None and hasattr(system, "Params"):
-            v = system.Params.model_validate(v).model_dump()
+        # errors of the system's parameter model are reported as system.params.<field>
+        name = info.data.get("name")
+        if name is not None:  # None: the name was refused already
+            v = SYSTEMS.params_model(name).model_validate(v).model_dump()
         _check_finite_params(v, "")
         return v
 
@@ -124,9 +133,9 @@ class ClosureConfig(_Strict):
     batch_size: StrictInt = Field(256, gt=0, le=MAX_BATCH)
     lr: Float = Field(1e-3, gt=0, le=MAX_LR)
     input_lr_coords: StrictInt | None = Field(
-        4800, gt=0, le=MAX_COUNT, description="the encoder's input layer learns at lr·min(1, input_lr_coords/N): Adam moves every "
-        "weight by about lr, so that layer's outputs move in proportion to N, and at lr 1e-3 a 16 200-coordinate "
-        "input collapsed the closure Jacobian (LJ, 2 700 atoms); null: one lr for every layer")
+        4800, gt=0, le=MAX_COUNT, description="the encoder's input layer learns at lr·min(1, input_lr_coords/N): "
+        "Adam moves every weight by about lr, so that layer's outputs move in proportion to N, and at lr 1e-3 a "
+        "16 200-coordinate input collapsed the closure Jacobian (LJ, 2 700 atoms); null: one lr for every layer")
     weight_decay: Float = Field(1e-4, ge=0)
     cond_weight: Float = Field(1e-6, ge=0, description="λ_cond of the condition-number penalty")
     cond_on: Literal["full", "closure"] = "full"
@@ -190,14 +199,15 @@ class TrainingConfig(_Strict):
     labelling: Literal["fixed", "on_demand"] = Field(
         "fixed", description="fixed: label once before training (paper); on_demand: a fresh subset each time a "
         "configuration is visited during training until the budget is spent, then reuse the cached labels")
-    on_demand_visits: StrictInt = Field(2, gt=0, le=MAX_COUNT, description="on_demand: fresh subsets per configuration the budget "
-                                  "pays for (pool = budget / (units per config · visits))")
+    on_demand_visits: StrictInt = Field(2, gt=0, le=MAX_COUNT, description="on_demand: fresh subsets per "
+                                        "configuration the budget pays for (pool = budget / (units per config · "
+                                        "visits))")
     control: Literal["none", "snapshots"] = Field(
         "none", description="none: fit the sampled forces (paper); snapshots: fit their residual from the other "
         "labelled configurations' mean within ±control_window snapshots, and add J c exactly (unbiased, no "
         "force evaluations; training/control.py)")
-    control_window: StrictInt = Field(12, ge=0, le=MAX_STEPS, description="control: snapshots either side whose labels predict a "
-                                "configuration's forces")
+    control_window: StrictInt = Field(12, ge=0, le=MAX_STEPS, description="control: snapshots either side whose "
+                                      "labels predict a configuration's forces")
 
     @model_validator(mode="after")
     def _check(self):
@@ -370,10 +380,39 @@ def training_pool_size(cfg: RunConfig) -> int | None:
     return d.n_train_trajectories * (d.n_steps // d.save_every + 1)
 
 
-def check_before_work(cfg: RunConfig, n_units: int | None = None) -> None:
+SCHEDULER_TIMEOUT = 10.0  # seconds to reach a tcp:// Dask scheduler before giving up
+
+
+def check_scheduler(address: str, timeout: float | None = None) -> None:
+    """Refuse a ``tcp://`` or ``tls://`` scheduler address whose port does not answer within
+    ``timeout`` seconds (default :data:`SCHEDULER_TIMEOUT`): a TCP connection only, so a
+    closed port fails at once instead of after Dask's 30 s of retries. Other schemes pass."""
+    timeout = SCHEDULER_TIMEOUT if timeout is None else timeout
+    url = urlsplit(address)
+    if url.scheme not in ("tcp", "tls"):
+        return
+    try:
+        host, port = url.hostname, url.port
+    except ValueError:  # a port that is not a number
+        host = port = None
+    if not host or port is None:
+        raise InputError(f"Dask scheduler address {address} needs a host and a port, e.g. tcp://host:8786; fix "
+                         "--scheduler or parallel.scheduler.")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        why = "no answer" if isinstance(e, TimeoutError) else (e.strerror or str(e))
+        raise InputError(f"cannot reach Dask scheduler {address} within {timeout:g} s ({why}); start it or drop "
+                         "--scheduler.") from None
+
+
+def check_before_work(cfg: RunConfig, system: MicroSystem | None = None) -> None:
     """Refuse, before anything is simulated or written, a config that a later stage would refuse.
 
+    - a ``tcp://`` Dask scheduler that does not answer (:func:`check_scheduler`);
     - ``device: cuda`` without a visible CUDA device;
+    - a ``closure.dim`` that leaves no room below the system's coordinates minus its given
+      observables;
     - a ``training.budget`` that buys fewer than 2 configurations, or more configurations
       (``budget // units_per_config``, divided by ``on_demand_visits`` for on-demand
       labelling) than the training pool holds (skipped with ``data.min_observable``,
@@ -381,11 +420,13 @@ def check_before_work(cfg: RunConfig, n_units: int | None = None) -> None:
 
     Args:
         cfg: the validated config.
-        n_units: the system's units (coordinates or atoms) per configuration; default: built
-            from ``cfg.system`` with the registry.
+        system: the run's :class:`~macrodyn.systems.base.MicroSystem` (its ``n_units``,
+            ``n_coords``, ``observable()``); default: built from ``cfg.system`` with the registry.
     Raises:
         InputError: one line naming the problem and the fix.
     """
+    if cfg.parallel.scheduler not in (None, "local"):
+        check_scheduler(cfg.parallel.scheduler)
     if cfg.device == "cuda":
         import torch
 
@@ -393,14 +434,17 @@ def check_before_work(cfg: RunConfig, n_units: int | None = None) -> None:
             raise InputError("config asks for device: cuda but no CUDA device is visible; set device: cpu "
                              "(or check CUDA_VISIBLE_DEVICES and the driver).")
     t = cfg.training
-    if n_units is None:
-        from macrodyn.systems.registry import build_system
-
-        n_units = build_system(cfg.system.name, cfg.system.params).n_units
-    units = n_units if t.loss != "L_xp" else max(1, int(round(t.p * n_units)))
-    n_configs = t.budget // units
-    if t.labelling == "on_demand":
-        n_configs //= t.on_demand_visits
+    if system is None:
+        system = build_system(cfg.system.name, cfg.system.params)
+    try:
+        n, d_obs = system.n_coords, system.observable().dim
+    except NotImplementedError:  # no default observable: the closure stage will say so
+        n, d_obs = None, 0
+    if n is not None and not cfg.closure.dim < n - d_obs:
+        raise InputError(f"closure.dim = {cfg.closure.dim} is too large: with {d_obs} given observable(s) and "
+                         f"N = {n} coordinates it must be < {n - d_obs}.")
+    units = make_loss(t.loss, t.p).units(system.n_units)
+    n_configs = t.budget // units // make_labelling(t.labelling, t.on_demand_visits).visits
     if n_configs < 2:
         raise InputError(f"budget {t.budget} buys fewer than 2 configurations at {units} force evaluations each; "
                          "raise training.budget.")

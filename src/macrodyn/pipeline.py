@@ -7,8 +7,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from macrodyn.data.check import repair_run
 from macrodyn.errors import InputError
 from macrodyn.io import load_json, save_json
 from macrodyn.model.parts import sampler_of
@@ -30,6 +34,12 @@ def run_all(run: Run, stages: tuple[str, ...] = STAGES) -> dict:
     if unknown:
         raise InputError(f"unknown stage(s) {sorted(unknown)}; stages are {STAGES}.")
     want = set(stages)
+    if want & {"simulate", "label"} and run.store.exists():
+        # a damaged chunk (missing file, failed checksum, NaN/Inf, bad label index) is recomputed:
+        # chunks are deterministic, so the rerun gives the bytes the chunk should have held
+        repaired = repair_run(run.out, run.system.n_coords, run.system.coords_per_unit, expected_tables=())
+        for table, chunks in repaired.items():
+            tqdm.write(f"macrodyn: table {table!r}: recomputing damaged chunk(s) {chunks}", file=sys.stderr)
     with session(run):  # one Dask client for all chunk loops and the members
         if "simulate" in want:
             simulate(run)

@@ -70,9 +70,9 @@ def test_deleted_chunk_file_flipped_bit_and_garbage_flag_are_found_and_repaired(
     assert repair_run(run) == {"labels": [2], "test": [0], "train": [0]}
     assert ChunkedTable.open(run / "data.zarr", "train").missing_chunks() == [0]
     assert ChunkedTable.open(run / "data.zarr", "labels").missing_chunks() == [2]
+    redo = [("labels", 4, 2, "label"), ("test", 1, 0, "simulate"), ("train", 2, 0, "simulate")]
     assert check_run(run) == [f"table {t!r}: 1 of {n} chunks not written ([{c}]); rerun `macrodyn {stage}` to "
-                              "complete them" for t, n, c, stage in [("labels", 4, 2, "label"), ("test", 1, 0, "simulate"),
-                                                                       ("train", 2, 0, "simulate")]]
+                              "complete them" for t, n, c, stage in redo]
     assert repair_run(run) == {}
 
     _simulate_and_label(run)
@@ -118,8 +118,9 @@ def test_nan_force_wrong_and_repeated_index(good_run, tmp_path):
 def test_broken_metadata_is_a_problem_not_a_crash(good_run, tmp_path, damage):
     run = _copy(good_run, tmp_path)
     store = run / "data.zarr"
-    target = {"table zarr.json": store / "labels" / "zarr.json", "column zarr.json": store / "labels" / "f" / "zarr.json",
-              "store zarr.json": store / "zarr.json", "flag zarr.json": store / "test" / "_done" / "zarr.json"}
+    target = {"table zarr.json": store / "labels" / "zarr.json", "store zarr.json": store / "zarr.json",
+              "column zarr.json": store / "labels" / "f" / "zarr.json",
+              "flag zarr.json": store / "test" / "_done" / "zarr.json"}
     if damage == "attrs":  # a table whose attrs were never written
         (store / "labels" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group", "attributes": {}}')
     elif damage == "empty folder":

@@ -65,8 +65,18 @@ def test_every_chunk_file_is_written_with_a_checksum(tmp_path):
     assert t.verify() == []
 
 
+@pytest.fixture(params=["direct", "zarr"])
+def reader(request, monkeypatch):
+    """Local chunk files read directly (the fast path) or through zarr (any other store)."""
+    if request.param == "zarr":
+        from macrodyn.data import store
+
+        monkeypatch.setattr(store, "_raw_chunk_folder", lambda arr: None)
+    return request.param
+
+
 @pytest.mark.parametrize("column", sorted(CHUNK1))
-def test_deleted_chunk_file_is_refused_reported_and_invalidated(table, column, tmp_path):
+def test_deleted_chunk_file_is_refused_reported_and_invalidated(table, column, tmp_path, reader):
     t, data = table
     _file(t, column, CHUNK1[column]).unlink()
     problems = t.verify()
@@ -87,7 +97,7 @@ def test_deleted_chunk_file_is_refused_reported_and_invalidated(table, column, t
 
 
 @pytest.mark.parametrize("column", sorted(CHUNK1))
-def test_flipped_bit_is_a_checksum_failure_not_wrong_numbers(table, column, tmp_path):
+def test_flipped_bit_is_a_checksum_failure_not_wrong_numbers(table, column, tmp_path, reader):
     t, _ = table
     path = _file(t, column, CHUNK1[column])
     raw = bytearray(path.read_bytes())
@@ -121,7 +131,7 @@ def test_nan_planted_behind_the_store_is_reported(table, column):
         np.testing.assert_array_equal(t.gather("traj", np.array([[3, 0]])), data["traj"][[3], 0])
 
 
-def test_garbage_done_flag_counts_as_not_written(table):
+def test_garbage_done_flag_counts_as_not_written(table, reader):
     t, data = table
     _file(t, DONE, (1,)).write_bytes(b"\x07garbage")
     assert t.missing_chunks() == [1]  # redone by the stage, never read
@@ -149,7 +159,7 @@ def test_problem_reads_as_one_line():
     assert str(Problem(None, "data.zarr: missing")) == "data.zarr: missing"
 
 
-def test_table_written_before_checksums_is_still_read(tmp_path, rng):
+def test_table_written_before_checksums_is_still_read(tmp_path, rng, reader):
     """A table made by the old code (default codecs, no crc32c, chunks equal to the fill
     value never written) opens, reads, gathers and verifies clean."""
     data = _data(rng)

@@ -30,7 +30,8 @@ LOCK_NAME = ".lock"
 
 
 class RunLock:
-    """``with RunLock(folder):`` holds ``folder/.lock`` exclusively (creating ``folder``).
+    """``with RunLock(folder):`` holds ``folder/.lock`` exclusively (creating ``folder``, and
+    removing the folders it created if they are still empty when it is released).
 
     Raises (on entering):
         InputError: the folder is in use by another process (one line naming its pid, host
@@ -41,6 +42,7 @@ class RunLock:
         self.folder = Path(folder)
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
+        self._created: list[Path] = []  # folders this lock made, deepest first (removed again if left empty)
 
     def __enter__(self) -> "RunLock":
         self.acquire()
@@ -56,6 +58,7 @@ class RunLock:
     def acquire(self) -> None:
         if self._fd is not None:
             raise RuntimeError(f"{self.path} is already held by this RunLock")
+        self._created = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -100,6 +103,12 @@ class RunLock:
             pass
         finally:
             os.close(fd)  # releases the flock
+        for folder in self._created:  # a run refused before writing anything leaves no folder behind
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (the run wrote), or taken by another process
+                break
+        self._created = []
 
     def _in_use_message(self) -> str:
         holder = read_holder(self.path)

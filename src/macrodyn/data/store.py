@@ -94,7 +94,8 @@ class ChunkedTable:
     @classmethod
     def create(cls, root: str | Path, name: str, n_rows: int, chunk_rows: int,
                columns: dict[str, tuple], attrs: dict | None = None) -> "ChunkedTable":
-        """Create (or, if an identical layout exists, reopen) a table.
+        """Create (or, if an identical layout exists, reopen) a table, atomically (module
+        docstring); a table left half-made by a creation killed before that is rebuilt.
 
         Args:
             root: path of the zarr store (a directory).
@@ -408,18 +409,18 @@ class ChunkedTable:
         """``out[j] = arr[where[j, 0], where[j, 1]]`` for a snapshots column, verified; raises
         :class:`_Bad` naming the row."""
         crc, key = _has_crc(arr), arr.metadata.encode_chunk_key
+        floating = np.issubdtype(out.dtype, np.floating)
         folder = _raw_chunk_folder(arr)
-        if folder is not None:
-            for j, (i, t) in enumerate(where):
+        if folder is None:
+            self._read_snapshots_zarr(arr, where, out, crc)
+        for j, (i, t) in enumerate(where):
+            if folder is not None:
                 try:
                     _read_raw_chunk(folder, key((int(i), int(t), 0)), out[j], crc, arr.fill_value)
                 except _Bad as e:
                     raise _Bad(e.what, int(i)) from None
-        else:
-            self._read_snapshots_zarr(arr, where, out, crc)
-        if np.issubdtype(out.dtype, np.floating) and not np.isfinite(out).all():
-            j, col = first_nonfinite(out)[:2]
-            raise _Bad(f"NaN/Inf at row {where[j, 0]} (snapshot {where[j, 1]}, entry {col})", int(where[j, 0]))
+            if floating and not np.isfinite(out[j]).all():  # while the snapshot is in cache
+                raise _Bad(f"NaN/Inf at row {i} (snapshot {t}, entry {first_nonfinite(out[j])[0]})", int(i))
 
     @staticmethod
     def _read_snapshots_zarr(arr: zarr.Array, where: np.ndarray, out: np.ndarray, crc: bool) -> None:
@@ -515,19 +516,28 @@ def _read_raw_chunk(folder: Path, key: str, out: np.ndarray, crc: bool, fill_val
 
     A missing file is damage when the array has checksums (every chunk is written) unless
     ``missing_ok`` (a flag never set); before checksums zarr skipped chunks equal to the fill value."""
+    tail = bytearray(5)  # the crc32c and one byte more: a longer file is refused too
     try:
-        with open(folder / key, "rb") as fh:
-            n = fh.readinto(memoryview(out).cast("B"))
-            tail = fh.read(5 if crc else 1)
+        fd = os.open(folder / key, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            if hasattr(os, "readv"):  # one system call (a regular file is read in full)
+                size = os.readv(fd, [memoryview(out).cast("B"), tail])
+            else:  # Windows
+                with open(fd, "rb", buffering=0, closefd=False) as fh:
+                    size = fh.readinto(memoryview(out).cast("B")) + fh.readinto(tail)
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         if crc and not missing_ok:
             raise _Bad(f"chunk file missing ({folder.name}/{key})") from None
         out[...] = False if missing_ok else fill_value
         return
-    size, want = n + len(tail), out.nbytes + 4 * crc
+    except OSError as e:
+        raise _Bad(f"chunk file unreadable ({folder.name}/{key}: {_one_line(e)})") from None
+    want = out.nbytes + 4 * crc
     if size != want:
         raise _Bad(f"chunk file truncated or overwritten ({folder.name}/{key}: {size} bytes, expected {want})")
-    if crc and google_crc32c.value(out) != int.from_bytes(tail, "little"):
+    if crc and google_crc32c.value(out) != int.from_bytes(tail[:4], "little"):
         raise _Bad(f"checksum mismatch, the chunk file is damaged ({folder.name}/{key})")
 
 

@@ -15,6 +15,7 @@ from macrodyn import keys as K
 from macrodyn.closure.autoencoder import ClosureAutoencoder
 from macrodyn.config import RunConfig
 from macrodyn.dynamics import StandardizedField
+from macrodyn.data.validate import check_finite
 from macrodyn.errors import InputError
 from macrodyn.evaluation.rollout import rollout_errors
 from macrodyn.model.parts import (closure_only, control_of, device, fit_options, loss_of, make_closure, make_field,
@@ -118,10 +119,27 @@ def features(cfg: RunConfig, ae: ClosureAutoencoder, chunks: Iterable[tuple[np.n
     """Features of labelled configurations, chunk by chunk: ``chunks`` yields
     ``(x (b, N), labels {INDEX, FORCES[, WEIGHTS]}, rows (b,))`` with ``rows`` the labels' row numbers."""
     rows_needed = loss_of(cfg.training).needs_rows
+    chunks = (check_labels(x, lab, rows) for x, lab, rows in chunks)
     parts = [compute_features(ae, x, lab[K.INDEX], lab[K.FORCES], w=lab.get(K.WEIGHTS),
                               control=None if control is None else control(rows), rows=rows_needed)
              for x, lab, rows in chunks]
     return {k: torch.cat([p[k] for p in parts]).to(device(cfg)) for k in parts[0]}
+
+
+def check_labels(x: np.ndarray, lab: dict[str, np.ndarray], rows: np.ndarray):
+    """Refuse labels no loss may train on: an index outside ``[0, N)``, a coordinate twice in one
+    configuration, non-finite forces or configurations. Returns its arguments."""
+    idx, n = lab[K.INDEX], x.shape[1]
+    fix = "run `macrodyn check RUN --repair`, then rerun `macrodyn label`"
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        raise InputError(f"labels rows {rows[0]}..{rows[-1]}: coordinate index out of range [0, {n}) "
+                         f"(min {idx.min()}, max {idx.max()}); {fix}.")
+    if (np.diff(np.sort(idx, axis=1), axis=1) == 0).any():
+        raise InputError(f"labels rows {rows[0]}..{rows[-1]}: a coordinate is labelled twice in one configuration; "
+                         f"{fix}.")
+    check_finite("labelled forces", lab[K.FORCES], f"({fix})")
+    check_finite("labelled configurations", x, f"({fix})")
+    return x, lab, rows
 
 
 def standardisation(cfg: RunConfig, feats: dict[str, torch.Tensor]) -> Stats:

@@ -33,9 +33,11 @@ import torch
 from tqdm.auto import tqdm
 
 from macrodyn.config import parse_config
+from macrodyn.errors import InputError
 from macrodyn.run.folder import Run
 
 RETRIES = 2
+CONNECT_TIMEOUT = 10.0  # seconds to reach a tcp:// scheduler before giving up
 TEST_DELAY_ENV = "MACRODYN_TEST_TASK_DELAY"  # seconds slept before each task (tests kill workers mid-job)
 _OPEN: dict[tuple[str, int], "distributed.Client"] = {}  # noqa: F821  (clients held open by session())
 # Dask starts workers with MALLOC_TRIM_THRESHOLD_=65536, which also turns off glibc's adaptive
@@ -65,7 +67,14 @@ def connect(scheduler: str, workers: int = 2) -> Iterator["distributed.Client"]:
                           dashboard_address=None) as cluster, Client(cluster) as client:
             yield client
     else:
-        with Client(scheduler) as client:
+        try:
+            client = Client(scheduler, timeout=CONNECT_TIMEOUT)
+        except (OSError, TimeoutError, ValueError) as e:  # refused, unreachable, no reply, a malformed address
+            why = " ".join(str(e).split())[:200]
+            why = "" if not why or "timed out" in why.lower() else f" ({why})"
+            raise InputError(f"cannot reach Dask scheduler {scheduler} within {CONNECT_TIMEOUT:g} s{why}; start it "
+                             "or drop --scheduler.") from None
+        with client:
             yield client
 
 

@@ -3,6 +3,7 @@
 Run folder::
 
     config.yaml          the validated config (without where/how many threads: not the run's identity)
+    fingerprint.json     forces of the system on fixed states: data made by other code are refused
     data.zarr/           tables train, test (trajectories) and labels (where, idx, f): a label
                          points at its training snapshot instead of copying it
     closure.pt           closure autoencoder + training history
@@ -30,6 +31,7 @@ from macrodyn.io import load_json, save_json, save_text
 from macrodyn.model import steps as S
 from macrodyn.model.parts import n_configs, stream_rng, units_per_config
 from macrodyn.systems.base import MicroSystem
+from macrodyn.systems.fingerprint import compare_fingerprint, fingerprint
 from macrodyn.systems.registry import build_system
 
 STAGES = ("simulate", "label", "closure", "dynamics", "evaluate", "report")
@@ -83,8 +85,24 @@ class Run:
                                  "use another --out or delete it.")
         else:
             save_text(yaml.safe_dump(new, sort_keys=False), path)
+        run.check_fingerprint()
         run.timings = run._read_timings()
         return run
+
+    def check_fingerprint(self) -> None:
+        """Refuse data made by other system code (same config, changed forces or initial data):
+        the fingerprint of a few forces on fixed states is stored with the folder's data."""
+        path = self.out / "fingerprint.json"
+        new = fingerprint(self.system, self.cfg.system.name, self.cfg.system.params)
+        try:
+            old = load_json(path) if path.exists() else None
+        except InputError:  # damaged: written again below
+            old = None
+        msg = compare_fingerprint(old, new)
+        if msg:
+            raise InputError(f"{self.out}: {msg}")
+        if old is None:
+            save_json(new, path)
 
     @classmethod
     def open(cls, out: str | Path, cfg: RunConfig | None = None, system: MicroSystem | None = None,

@@ -24,6 +24,7 @@ import itertools
 import numpy as np
 
 from macrodyn.errors import InputError
+from macrodyn.observables.temperature import Temperature
 from macrodyn.systems.md import MDSystem, join_state
 
 __all__ = ["ASESystem", "carve_out"]
@@ -176,8 +177,6 @@ class ASESystem(MDSystem):
         return self._verlet(self._check_x(x0), n_steps, save_every, progress)
 
     def observable(self):
-        from ase import units  # noqa: PLC0415
-
-        from macrodyn.observables.temperature import Temperature  # noqa: PLC0415
+        from ase import units  # noqa: PLC0415  (ASE is optional: imported when used)
 
         return Temperature(self.n_atoms, masses=self.masses, k_B=units.kB)

@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
+from pydantic import ValidationError
 from tqdm.auto import tqdm
 
 from macrodyn.data.validate import check_finite, units_in
@@ -62,6 +63,19 @@ class MicroSystem(ABC):
 
     def __init__(self) -> None:
         self.counter = ForceCounter()
+
+    def __getattr__(self, attr: str):
+        # reached only when normal lookup fails: name what a subclass forgot, not just the attribute
+        cls = type(self).__name__
+        if attr == "counter":
+            raise AttributeError(f"{cls} has no force counter: call super().__init__() in {cls}.__init__.")
+        if attr in ("n_coords", "dt"):
+            what = "the number of coordinates N" if attr == "n_coords" else "the integration time step"
+            raise AttributeError(f"{cls} sets no {attr}: assign self.{attr} ({what}) in {cls}.__init__.")
+        for klass in type(self).__mro__:  # a property failed inside (e.g. n_units without n_coords): say why
+            if isinstance(klass.__dict__.get(attr), property):
+                return klass.__dict__[attr].__get__(self)
+        raise AttributeError(f"{cls!r} object has no attribute {attr!r}")
 
     # ------------------------------------------------------------------ sizes
     @property
@@ -191,3 +205,12 @@ class MicroSystem(ABC):
                                      f"{int(np.argmax(bad))}; reduce dt or check the initial data.")
         self.counter.simulation += self.force_calls_per_step * n_steps * x.shape[0] * self.n_units
         return out
+
+
+def validated_params(system: MicroSystem, params: dict):
+    """``params`` validated by the system's ``Params`` model; errors name each bad field."""
+    try:
+        return type(system).Params.model_validate(params)
+    except ValidationError as e:
+        bad = "; ".join(f"{'.'.join(str(x) for x in err['loc']) or 'params'}: {err['msg']}" for err in e.errors())
+        raise InputError(f"{type(system).__name__}: {bad}.") from None

@@ -82,6 +82,22 @@ def lj_pair_force(r, epsilon: float = 1.0, sigma: float = 1.0):
 _HUGE = 1e15  # coordinates beyond this are treated as blown up (and as NaN/Inf)
 
 
+@jit(error_model="numpy", inline="always")
+def _pair_force(r2, eps, sig2):
+    """``g(r²)`` of the LJ pair: the force on ``i`` from ``j`` is ``g · (r_i − r_j)``."""
+    s2 = sig2 / r2
+    s6 = s2 * s2 * s2
+    return 24.0 * eps * (2.0 * s6 * s6 - s6) / r2
+
+
+@jit(error_model="numpy", inline="always")
+def _pair_energy(r2, eps, sig2):
+    """``4ε((σ/r)¹² − (σ/r)⁶)`` (unshifted)."""
+    s2 = sig2 / r2
+    s6 = s2 * s2 * s2
+    return 4.0 * eps * (s6 * s6 - s6)
+
+
 @jit(error_model="numpy")
 def _cell_index(x, ibox, nc):
     """Cell along one axis: ``floor(frac(x / box) · nc)``, branch-free (unwrapped input is the norm)."""
@@ -143,9 +159,7 @@ def _forces_chosen_cells(pos, box, atoms, rc2, eps, sig2, nc, head, nxt):
                             rz -= box * np.rint(rz * ibox)
                             r2 = rx * rx + ry * ry + rz * rz
                             if r2 < rc2:
-                                s2 = sig2 / r2
-                                s6 = s2 * s2 * s2
-                                g = 24.0 * eps * (2.0 * s6 * s6 - s6) / r2
+                                g = _pair_force(r2, eps, sig2)
                                 fx += g * rx
                                 fy += g * ry
                                 fz += g * rz
@@ -199,9 +213,7 @@ def _forces_all_cells(pos, box, rc2, eps, sig2, nc, head, nxt):
                             rz -= box * np.rint(rz * ibox)
                             r2 = rx * rx + ry * ry + rz * rz
                             if r2 < rc2:
-                                s2 = sig2 / r2
-                                s6 = s2 * s2 * s2
-                                g = 24.0 * eps * (2.0 * s6 * s6 - s6) / r2
+                                g = _pair_force(r2, eps, sig2)
                                 fx += g * rx
                                 fy += g * ry
                                 fz += g * rz
@@ -241,9 +253,7 @@ def _forces_allpairs(pos, box, atoms, rc2, eps, sig2, nimg):
                         rz = rz0 + c * box
                         r2 = rx * rx + ry * ry + rz * rz
                         if r2 < rc2:
-                            s2 = sig2 / r2
-                            s6 = s2 * s2 * s2
-                            g = 24.0 * eps * (2.0 * s6 * s6 - s6) / r2
+                            g = _pair_force(r2, eps, sig2)
                             out[q, 0] += g * rx
                             out[q, 1] += g * ry
                             out[q, 2] += g * rz
@@ -272,11 +282,8 @@ def _energy_allpairs(pos, box, rc2, eps, sig2, nimg, ushift):
                         rz = rz0 + c * box
                         r2 = rx * rx + ry * ry + rz * rz
                         if r2 < rc2:
-                            s2 = sig2 / r2
-                            s6 = s2 * s2 * s2
                             # an atom's own images are counted in both directions: half each
-                            w = 0.5 if j == i else 1.0
-                            e += w * (4.0 * eps * (s6 * s6 - s6) - ushift)
+                            e += (0.5 if j == i else 1.0) * (_pair_energy(r2, eps, sig2) - ushift)
     return e
 
 

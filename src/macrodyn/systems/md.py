@@ -18,7 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from tqdm.auto import tqdm
 
 from macrodyn.errors import InputError
-from macrodyn.systems.base import MicroSystem
+from macrodyn.systems.base import MicroSystem, validated_params
+from macrodyn.observables.temperature import Temperature
+from macrodyn.systems.lammps_engine import lammps_trajectories
 from macrodyn.systems.lj import lj_forces
 
 __all__ = ["LennardJones", "velocity_verlet", "split_state", "join_state", "fire_relax",
@@ -237,23 +239,17 @@ class LennardJones(MDSystem):
                 raise ValueError(f"t0_range must satisfy 0 < low <= high; got {self.t0_range}")
             return self
 
-    def __init__(self, n_atoms: int | None = None, box: float | None = None, density: float = 0.8,
-                 cutoff: float = 2.5, dt: float = 0.001, t0_range: tuple[float, float] = (0.5, 1.5),
-                 engine: str = "lammps", relax_steps: int = 200, placement_seed: int | None = None,
-                 velocity_seed: int | None = None):
+    def __init__(self, **params):
+        """Keyword arguments as in :class:`LennardJones.Params` (the one place defaults and bounds live)."""
         super().__init__()
-        if n_atoms is not None and box is not None:
-            raise InputError("LennardJones: give n_atoms or box, not both (density fixes the other).")
-        if engine not in ("lammps", "verlet"):
-            raise InputError(f"LennardJones: engine must be 'lammps' or 'verlet'; got {engine!r}.")
-        if density <= 0 or cutoff <= 0 or dt <= 0:
-            raise InputError("LennardJones: density, cutoff and dt must be positive.")
+        p = validated_params(self, params)
+        n_atoms, box, density, velocity_seed = p.n_atoms, p.box, p.density, p.velocity_seed
+        cutoff, dt, t0_range, engine, relax_steps, placement_seed = (p.cutoff, p.dt, p.t0_range, p.engine,
+                                                                     p.relax_steps, p.placement_seed)
         if box is not None:
             n_atoms = int(round(density * box**3))
         elif n_atoms is None:
             n_atoms = 800
-        if n_atoms < 2:
-            raise InputError(f"LennardJones: need at least 2 atoms; got {n_atoms}.")
         self.n_atoms = int(n_atoms)
         self.box = float(box) if box is not None else (n_atoms / density) ** (1.0 / 3.0)
         self.density = self.n_atoms / self.box**3
@@ -296,8 +292,6 @@ class LennardJones(MDSystem):
         return r - self.box * np.floor(r / self.box)
 
     def observable(self):
-        from macrodyn.observables.temperature import Temperature  # noqa: PLC0415
-
         return Temperature(self.n_atoms)
 
     # ----------------------------------------------------------- trajectories
@@ -316,8 +310,6 @@ class LennardJones(MDSystem):
         else:
             if n_steps % save_every:
                 raise InputError(f"n_steps ({n_steps}) must be a multiple of save_every ({save_every}).")
-            from macrodyn.systems.lammps_engine import lammps_trajectories  # noqa: PLC0415
-
             pos, vel = split_state(x)
             r, v = lammps_trajectories(pos, vel, self.box, n_steps, save_every, dt=self.dt,
                                        cutoff=self.cutoff, progress=progress)

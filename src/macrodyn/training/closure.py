@@ -39,8 +39,10 @@ def fit_closure(ae: ClosureAutoencoder, x: np.ndarray, *, epochs: int, batch_siz
     gen = torch.Generator().manual_seed(seed)
     xt = torch.as_tensor(x, dtype=torch.float32)
     ae.fit_scaling(xt)
-    first = ae.encoder[0].weight
-    groups = [{"params": [first], "lr": lr * input_lr_scale}, {"params": [p for p in ae.parameters() if p is not first]}]
+    # closure.dim 0 has no encoder (the given observables are the whole state): one group
+    first = ae.encoder[0].weight if ae.encoder is not None else None
+    rest = [p for p in ae.parameters() if p is not first]
+    groups = ([{"params": [first], "lr": lr * input_lr_scale}] if first is not None else []) + [{"params": rest}]
     opt = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
     hist = {"loss": [], "reconstruction": [], "kappa": []}
     t0 = time.perf_counter()

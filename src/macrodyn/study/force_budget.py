@@ -11,31 +11,30 @@ only the forces it uses, so L_x,p's saving shows in seconds.
 """
 from __future__ import annotations
 
-import fcntl
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from tqdm.auto import tqdm
 
-from macrodyn.config import RunConfig, TrainingConfig, _Strict, parse_config, read_yaml, validate
-from macrodyn.io import load_json, save_json
-from macrodyn.pipeline import run_on_shared, share_stages
+from macrodyn.config import RunConfig, TrainingConfig, parse_config, read_yaml, validate
+from macrodyn.io import save_json
+from macrodyn.pipeline import share_stages
 from macrodyn.run import Run
-from macrodyn.run.closure import closure_stage
 from macrodyn.run.label import label_stage
-from macrodyn.run.simulate import simulate
+from macrodyn.study.grid import GridPoint, prepare_shared, run_grid, shared_folder
+from macrodyn.study.reference import reference
 from macrodyn.systems.registry import SYSTEMS, build_system
 
-#: METHOD.md §5, force evaluations to reach e_tol = 3e-3 (reference: all forces computed, then discarded).
-REFERENCE = {"L_z": {800: 1.2e6, 2700: 2.0e6, 6400: 4.8e6, 21600: 1.1e7},
-             "L_xp": {800: 1.1e5, 2700: 8.8e4, 6400: 1.0e5, 21600: 6.3e4}}
+#: the paper's force evaluations to reach e_tol = 3e-3, ``{loss: {atoms: evaluations}}`` (reference.yaml)
+REFERENCE = reference("force_budget")["evaluations_to_tol"]
 
 
-class ForceBudgetStudy(_Strict):
+class ForceBudgetStudy(BaseModel):
     """``macrodyn study force-budget`` config: a base run plus what the study varies."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     run: RunConfig = Field(description="base run; system.params[size_param] is set per size")
     size_param: str = Field("n_atoms", description="the system parameter that sets the size")
@@ -148,23 +147,19 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
     points = []
     bar = tqdm(total=len(sizes) * len(losses), desc="study (size, loss)", disable=not progress)
     for n_atoms in sizes:
-        folder = out / f"{study.size_param}{n_atoms}"
-        folder.mkdir(parents=True, exist_ok=True)
-        with _locked(folder / "shared.lock"):
-            shared = Run.create(point_config(study, n_atoms), folder / "shared", progress=progress)
-            simulate(shared)
-            if not label_only:
-                closure_stage(shared)
+        data = size_key(study, n_atoms)
+        shared = prepare_shared(point_config(study, n_atoms), shared_folder(out, data), closure=not label_only,
+                                progress=progress)
         for loss in losses:
             if label_only:
                 for n_configs in label_configs or study.configs:
-                    points.append(_label_point(study, shared.out, folder, n_atoms, loss, n_configs))
+                    points.append(_label_point(study, shared.out, out / data, n_atoms, loss, n_configs))
             else:
                 def train(n, loss=loss):
                     bar.set_postfix_str(f"{study.size_param}={n_atoms} {loss} {n} configs")
-                    return _train_point(study, shared.out, folder, n_atoms, loss, n)
+                    return train_point(study, shared.out, out, n_atoms, loss, n)
 
-                _search(study, train, points)
+                search(study, train, points)
             bar.update()
             save_json(summarise(study, points), out / "study.json")
     bar.close()
@@ -174,7 +169,12 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
     return result
 
 
-def _search(study: ForceBudgetStudy, train, points: list[dict]) -> None:
+def size_key(study: ForceBudgetStudy, size: int) -> str:
+    """The data key (folder) of one size: its shared run and points sit in ``out/<key>/``."""
+    return f"{study.size_param}{size}"
+
+
+def search(study: ForceBudgetStudy, train, points: list[dict]) -> None:
     """Train points (``train(n_configs) -> point``) until the smallest training set of
     ``study.configs`` within ``e_tol`` is found, or none is (see ``ForceBudgetStudy.search``)."""
     ok = lambda p: p["rollout_rel_error"] is not None and p["rollout_rel_error"] <= study.e_tol  # noqa: E731
@@ -191,21 +191,19 @@ def _search(study: ForceBudgetStudy, train, points: list[dict]) -> None:
         lo, hi = (lo, mid) if ok(points[-1]) else (mid, hi)
 
 
-def run_point(shared: Path, cfg: RunConfig, out: Path):
-    """``(run, metrics)`` of the point ``cfg`` in ``out`` on the size's ``shared`` run: trained, or
-    read back when finished (``Run`` raises if ``out`` was run with another config)."""
-    if (out / "metrics.json").exists():  # a finished point is not recomputed
-        return Run.open(out, cfg, progress=False), load_json(out / "metrics.json")
-    return run_on_shared(shared, cfg, out)
+def draw_points(study: ForceBudgetStudy, n_atoms: int, loss: str, n_configs: int) -> list[GridPoint]:
+    """The grid points of one study point: draw ``d`` in ``<size>/LOSS_cN[_drawD]`` with run seed
+    ``run.seed + d``, on the size's shared run."""
+    return [GridPoint(f"{loss}_c{n_configs}" + (f"_draw{d}" if d else ""),
+                      point_config(study, n_atoms, loss, n_configs, seed=study.run.seed + d), size_key(study, n_atoms))
+            for d in range(study.draws)]
 
 
-def _train_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
+def train_point(study: ForceBudgetStudy, shared: Path, out: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
     """Train (or read back) the point's ``study.draws`` draws; one point record over them."""
-    draws = []
-    for d in range(study.draws):
-        out = folder / (f"{loss}_c{n_configs}" + (f"_draw{d}" if d else ""))
-        run, m = run_point(shared, point_config(study, n_atoms, loss, n_configs, seed=study.run.seed + d), out)
-        draws.append(_point(run, m, n_atoms, loss, n_configs))
+    results = run_grid(draw_points(study, n_atoms, loss, n_configs), {size_key(study, n_atoms): shared}, out,
+                       progress=False)
+    draws = [_point(r.run, r.metrics, n_atoms, loss, n_configs) for r in results]
     if len(draws) == 1:
         return draws[0]
     err = np.array([p["rollout_rel_error"] for p in draws])
@@ -236,17 +234,6 @@ def _point(run, m: dict, n_atoms: int, loss: str, n_configs: int) -> dict:
             "labelling_seconds": run.timings.get("label"),
             "labelling_force_seconds": run.timings.get("label_forces"),
             "training_seconds": run.timings.get("dynamics")}
-
-
-@contextmanager
-def _locked(path: Path):
-    """An exclusive lock on ``path`` (POSIX ``flock``; released when the process dies)."""
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
@@ -345,7 +332,10 @@ def _size_ticks(ax, sizes) -> None:
 
 def labelling_ratio(points: list[dict], n_atoms: int, key: str = "labelling_seconds") -> float | None:
     """Mean L_z / L_x,p ratio of ``key`` at ``n_atoms`` over the training-set sizes both tried."""
-    z = {p["n_configs"]: p[key] for p in points if p["n_atoms"] == n_atoms and p["loss"] == "L_z" and p[key]}
-    x = {p["n_configs"]: p[key] for p in points if p["n_atoms"] == n_atoms and p["loss"] == "L_xp" and p[key]}
+    by_loss: dict[str, dict[int, float]] = {loss: {} for loss in LOSS_COLORS}
+    for p in points:
+        if p["n_atoms"] == n_atoms and p[key] and p["loss"] in by_loss:
+            by_loss[p["loss"]][p["n_configs"]] = p[key]
+    z, x = by_loss["L_z"], by_loss["L_xp"]
     common = sorted(set(z) & set(x))
     return float(np.mean([z[c] / x[c] for c in common])) if common else None

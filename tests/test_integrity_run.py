@@ -1,0 +1,139 @@
+"""Damaged data is never used silently (end to end): a rerun of `macrodyn run` recomputes what
+it can to the same metrics, or stops with one line; `macrodyn check` flags each damage."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+import zarr
+
+from macrodyn import keys as K
+from tests.test_cli import TINY, _cli
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory):
+    """One finished tiny run, copied for every damage."""
+    base = tmp_path_factory.mktemp("integrity")
+    (base / "tiny.yaml").write_text(yaml.safe_dump(TINY))
+    r = _cli("run", str(base / "tiny.yaml"), "--out", str(base / "run"), "-q")
+    assert r.returncode == 0, r.stderr
+    return base
+
+
+def _copy(clean: Path, tmp_path: Path) -> Path:
+    shutil.copytree(clean / "run", tmp_path / "run", symlinks=True)
+    return tmp_path / "run"
+
+
+def _metrics(run: Path) -> dict:
+    return json.loads((run / "metrics.json").read_text())
+
+
+def _chunk_files(run: Path, table: str, column: str) -> list[Path]:
+    return sorted(p for p in (run / "data.zarr" / table / column / "c").rglob("*") if p.is_file())
+
+
+def _delete_train_file(run):
+    _chunk_files(run, "train", K.TRAJ)[-1].unlink()
+
+
+def _flip_test_bit(run):
+    f = _chunk_files(run, "test", K.TRAJ)[0]
+    b = bytearray(f.read_bytes())
+    b[len(b) // 2] ^= 0x10
+    f.write_bytes(bytes(b))
+
+
+def _labels_array(run, column):
+    return zarr.open_array(str(run / "data.zarr" / "labels" / column), mode="r+")
+
+
+def _nan_forces(run):
+    a = _labels_array(run, K.FORCES)
+    v = a[:]
+    v[5, 2] = np.nan
+    a[:] = v
+
+
+def _nan_test_states(run):
+    a = zarr.open_array(str(run / "data.zarr" / "test" / K.TRAJ), mode="r+")
+    v = a[:]
+    v[1, 3, 0] = np.inf
+    a[:] = v
+
+
+def _index_out_of_range(run):
+    a = _labels_array(run, K.INDEX)
+    v = a[:]
+    v[0, 0] = 10_000
+    a[:] = v
+
+
+def _repeated_index(run):
+    a = _labels_array(run, K.INDEX)
+    v = a[:]
+    v[7, 1] = v[7, 0]
+    a[:] = v
+
+
+def _delete_labels_table(run):
+    shutil.rmtree(run / "data.zarr" / "labels")
+
+
+DAMAGE = {"deleted chunk file": _delete_train_file, "flipped bit": _flip_test_bit, "NaN forces": _nan_forces,
+          "NaN test states": _nan_test_states, "index out of range": _index_out_of_range,
+          "repeated index": _repeated_index, "deleted table": _delete_labels_table}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damage_is_flagged_then_recomputed(clean, tmp_path, damage):
+    run = _copy(clean, tmp_path)
+    before = _metrics(run)
+    DAMAGE[damage](run)
+    chk = _cli("check", str(run))
+    assert chk.returncode == 1, chk.stdout + chk.stderr
+    assert "Traceback" not in chk.stderr
+    r = _cli("run", str(clean / "tiny.yaml"), "--out", str(run), "-q")
+    assert r.returncode == 0, r.stderr
+    after = _metrics(run)
+    assert after["rollout_rel_error"] == pytest.approx(before["rollout_rel_error"], rel=1e-9)
+    assert after["force_evaluations"] == before["force_evaluations"]
+    json.loads((run / "metrics.json").read_text(), parse_constant=lambda c: pytest.fail(f"{c} in metrics.json"))
+    assert _cli("check", str(run)).returncode == 0
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_broken_config_yaml_is_one_line(clean, tmp_path, command):
+    run = _copy(clean, tmp_path)
+    (run / "config.yaml").write_text("seed: [unclosed\n")
+    args = [command, str(clean / "tiny.yaml"), "--out", str(run)] if command == "run" else [command, str(run)]
+    r = _cli(*args)
+    assert r.returncode in (1, 2) and len(r.stderr.strip().splitlines()) >= 1
+    assert "Traceback" not in r.stderr and "config.yaml" in r.stderr
+
+
+def test_evaluate_without_a_model_names_train_dynamics(clean, tmp_path):
+    run = _copy(clean, tmp_path)
+    shutil.rmtree(run / "dynamics")
+    r = _cli("evaluate", str(clean / "tiny.yaml"), "--out", str(run))
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and "train-dynamics" in r.stderr
+
+
+def test_changed_system_code_is_refused(tmp_path, monkeypatch):
+    """Same config, other forces: the folder's data are not reused (fingerprint), before any work."""
+    from macrodyn import Run, parse_config
+    from macrodyn.errors import InputError
+    from macrodyn.systems import PredatorPrey
+
+    cfg = parse_config(TINY)
+    Run.create(cfg, tmp_path / "run", progress=False)
+    Run.create(cfg, tmp_path / "run", progress=False)  # unchanged: reopened
+    orig = PredatorPrey._forces
+    monkeypatch.setattr(PredatorPrey, "_forces", lambda self, x: 1.001 * orig(self, x))
+    with pytest.raises(InputError) as e:
+        Run.create(cfg, tmp_path / "run", progress=False)
+    assert "\n" not in str(e.value) and "--out" in str(e.value)
