@@ -5,43 +5,54 @@ speedup is 25×. For each batch size the script times, in one run and interleave
 a random order per repeat (median over repeats):
 
 - ``full_seconds``: ``system.forces(x)`` (public: shape/finiteness checks + NumPy stencil);
-- ``partial_seconds``: ``system.partial_forces(x, idx)`` (public: same checks + numba kernel);
-- ``full_kernel_seconds`` / ``partial_kernel_seconds``: the raw kernels ``_forces`` /
-  ``_partial_forces`` without the checks of ``MicroSystem``;
-- ``check_x_seconds``: ``MicroSystem._check_x(x)`` alone, the O(B N) finiteness scan
-  both public methods pay.
+- ``partial_seconds``: ``system.partial_forces(x, idx)`` (public: shape and index checks + numba kernel);
+- ``full_kernel_seconds`` / ``partial_kernel_seconds``: the raw kernels the system calls,
+  ``allen_cahn_rhs`` / ``allen_cahn_rhs_at``, without the checks of ``MicroSystem``;
+- ``check_x_seconds``: the O(B N) finiteness scan of ``x`` alone
+  (``macrodyn.data.validate.check_finite``), which ``forces`` pays.
 
 ``speedup = full_seconds / partial_seconds`` (what users get) and ``speedup_kernel =
 full_kernel_seconds / partial_kernel_seconds``. Indices are drawn as the pipeline
 draws them (:func:`macrodyn.training.features.sample_units`: uniform, distinct, sorted).
 
     python benchmarks/allen_cahn_partial.py [--n 200] [--p 0.04] [--batches 1 16 64] [--repeats 25]
+    python benchmarks/allen_cahn_partial.py --smoke [--out DIR]
+    python benchmarks/allen_cahn_partial.py --analyse-only      # the table from the JSON
 
-Writes benchmarks/results/allen_cahn_partial.json.
+Writes OUT/allen_cahn_partial.json.
 """
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
-from common import write_results
+from common import need_results, parse, parser, print_table, write_results
+from macrodyn.data.validate import check_finite
 from macrodyn.systems import AllenCahn
+from macrodyn.systems.allen_cahn import allen_cahn_rhs, allen_cahn_rhs_at
 from macrodyn.training.features import sample_units
 
+COLUMNS = ["n", "p", "batch", "full_seconds", "partial_seconds", "speedup", "full_kernel_seconds",
+           "partial_kernel_seconds", "speedup_kernel", "check_x_seconds"]
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+def main(argv: list[str] | None = None) -> None:
+    ap = parser(__doc__)
     ap.add_argument("--n", type=int, default=200, help="grid points per side")
     ap.add_argument("--p", type=float, default=1 / 25, help="fraction of grid points evaluated")
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 16, 64])
     ap.add_argument("--repeats", type=int, default=25)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--name", default="allen_cahn_partial")
-    args = ap.parse_args()
+    args = parse(ap, argv)
+    if args.analyse_only:
+        return print_table(need_results(args.out, args.name)["records"], COLUMNS)
+    if args.smoke:
+        args.n, args.batches, args.repeats = 16, [1, 2], 2
 
     system = AllenCahn(n=args.n)
+    inv_eps2, inv_h2 = 1.0 / system.eps ** 2, 1.0 / system.h ** 2
     N = system.n_coords
     k = max(1, round(args.p * N))
     rng = np.random.default_rng(args.seed)
@@ -55,9 +66,9 @@ def main() -> None:
         calls = {
             "full_seconds": lambda: system.forces(x),
             "partial_seconds": lambda: system.partial_forces(x, idx),
-            "full_kernel_seconds": lambda: system._forces(x),
-            "partial_kernel_seconds": lambda: system._partial_forces(x, idx),
-            "check_x_seconds": lambda: system._check_x(x),
+            "full_kernel_seconds": lambda: allen_cahn_rhs(x.reshape(B, args.n, args.n), system.eps, system.h),
+            "partial_kernel_seconds": lambda: allen_cahn_rhs_at(x, idx, args.n, inv_eps2, inv_h2),
+            "check_x_seconds": lambda: check_finite("configurations", x),
         }
         times = {name: [] for name in calls}
         order = list(calls)
@@ -78,10 +89,11 @@ def main() -> None:
               f"full {1e3 * med['full_kernel_seconds']:8.3f} ms  partial {1e3 * med['partial_kernel_seconds']:7.3f} ms"
               f"  speedup {rec['speedup_kernel']:5.1f}x | check_x {1e3 * med['check_x_seconds']:6.3f} ms"
               f"  (max |partial − full| = {err:.1e})", flush=True)
-    path = write_results(args.name, records, notes=(
+    path = write_results(args.out, args.name, records, notes=(
         "median wall seconds per call over interleaved repeats; speedup = full/partial through the public "
         "MicroSystem methods (includes the O(B·N) finiteness scan of x, check_x_seconds); speedup_kernel = "
-        "raw _forces / _partial_forces; ideal 1/p. Full kernel: vectorised NumPy; partial kernel: numba, serial."))
+        "raw allen_cahn_rhs / allen_cahn_rhs_at; ideal 1/p. Full kernel: vectorised NumPy; partial kernel: "
+        "numba, serial."))
     print(f"wrote {path}")
 
 

@@ -136,8 +136,8 @@ TINY_SYSTEM = {"predator_prey": {"n": 8}, "allen_cahn": {"n": 12},
 
 def tiny(cfg, n_train: int = 8, n_test: int = 2, snapshots: int = 10):
     """``cfg`` (a RunConfig) shrunk for a smoke run: a few coordinates, ``n_train`` + ``n_test``
-    trajectories of ``snapshots`` + 1 snapshots, one-epoch closure, two-epoch single-member fits,
-    in-process. Budgets are the caller's (at most ``n_train × (snapshots + 1)`` configurations)."""
+    trajectories of ``snapshots`` + 1 snapshots, small networks, one-epoch closure and
+    single-member fits selected by validation loss, in-process. Budgets are the caller's (at most ``n_train × (snapshots + 1)`` configurations)."""
     from macrodyn.config import parse_config
 
     d = cfg.model_dump()
@@ -145,10 +145,30 @@ def tiny(cfg, n_train: int = 8, n_test: int = 2, snapshots: int = 10):
     save_every = min(d["data"]["save_every"], 10)
     d["data"].update(n_train_trajectories=n_train, n_test_trajectories=n_test, n_steps=snapshots * save_every,
                      save_every=save_every, chunk_trajectories=4)
-    d["closure"].update(dim=min(d["closure"]["dim"], 4), epochs=1, max_configs=None, batch_size=64)
-    d["training"].update(epochs=2, members=1, batch_size=32, stop_patience=None, lr_patience=1,
-                         select_trajectories=2, select_every=1, checkpoint_every=1, chunk_configs=40)
+    d["closure"].update(dim=min(d["closure"]["dim"], 4), hidden=[16, 16], epochs=1, max_configs=None, batch_size=64,
+                        cond_batch=8)
+    d["model"].update(hidden=[16, 16], potential_hidden=[16, 16])
+    d["training"].update(epochs=1, members=1, batch_size=32, stop_patience=None, lr_patience=1, select="loss",
+                         chunk_configs=40)
     d["evaluation"]["n_plot"] = 1
     d["threads"] = 1
     d["parallel"]["scheduler"] = None
     return parse_config(d, "smoke config")
+
+
+def tiny_study(path: Path, training: dict | None = None, **fields) -> Path:
+    """A force-budget study YAML for smoke runs, written to ``path``: predator–prey at n = 8 and 12
+    (16 and 24 coordinates, 4 labelled per L_x,p configuration), training sets of 250 and 500
+    configurations, every point within the tolerance (so each (size, loss) trains one point).
+    ``training``: fields of the base run's training section; ``fields``: of the study."""
+    import yaml
+
+    from macrodyn.config import load_config
+
+    run = tiny(load_config(CONFIGS / "predator_prey.yaml"), n_train=50).model_dump()
+    run["training"].update(training or {})
+    study = {"run": run, "size_param": "n", "sizes": [8, 12], "units_per_config": 4, "configs": [250, 500],
+             "search": "ascending", "e_tol": 1.0e9, **fields}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path

@@ -11,10 +11,12 @@ the scales, from the whole table), ``control_predict_seconds`` (``c`` for every 
 configuration, in the labels' chunks, as ``features_for`` does) and ``features_seconds`` (the
 checked configurations' features, with or without ``c``).
 
-Writes benchmarks/results/force_budget_control_noise.json.
+Writes OUT/force_budget_control_noise.json.
 
     python benchmarks/force_budget_control_noise.py --point runs/lj_control/n_atoms6400/L_xp_c12000 \\
         [--point ...] [--configs 100] [--window 6 --window 12 --window 25]
+    python benchmarks/force_budget_control_noise.py --smoke [--out DIR]   # a tiny predator-prey point first
+    python benchmarks/force_budget_control_noise.py --analyse-only        # the table from the JSON
 """
 from __future__ import annotations
 
@@ -24,20 +26,25 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from common import write_results
+from common import need_results, parse, parser, print_table, tiny_study, write_results
 from macrodyn import keys as K
-from macrodyn.config import parse_config
 from macrodyn.data.store import ChunkedTable
-from macrodyn.pipeline import Run, closure_stage, labelled_configs
+from macrodyn.run import Run
+from macrodyn.run.closure import load_closure
+from macrodyn.run.pool import labelled_configs
+from macrodyn.study import load_study, run_study
 from macrodyn.training.control import SnapshotControl
 from macrodyn.training.features import compute_features
 
+COLUMNS = ["n_atoms", "point", "control", "window", "fit_T_over_spread", "fit_closure_over_spread_median",
+           "estimate_T_over_spread", "estimate_closure_over_spread_median", "control_build_seconds",
+           "control_predict_seconds", "features_seconds"]
+
 
 def noise(point: Path, n_configs: int, windows: list[int], seed: int = 0) -> list[dict]:
-    run = Run(parse_config(yaml.safe_load((point / "config.yaml").read_text())), point, progress=False)
-    ae = closure_stage(run)
+    run = Run.open(point, progress=False)
+    ae = load_closure(run)
     table = ChunkedTable.open(run.store, "labels")
     lab = table.read()
     rows = np.sort(np.random.default_rng(seed).choice(len(lab[K.WHERE]), n_configs, replace=False))
@@ -80,19 +87,30 @@ def noise(point: Path, n_configs: int, windows: list[int], seed: int = 0) -> lis
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--point", action="append", required=True, help="an L_x,p point folder (labels, closure)")
+def main(argv: list[str] | None = None) -> None:
+    ap = parser(__doc__, work="")
+    ap.add_argument("--point", action="append", help="an L_x,p point folder (labels, closure; required, repeatable)")
     ap.add_argument("--configs", type=int, default=100, help="labelled configurations checked per point")
     ap.add_argument("--window", type=int, action="append", help="control windows (default 12)")
-    args = ap.parse_args()
+    ap.add_argument("--name", default="force_budget_control_noise", help="results file OUT/NAME.json")
+    args = parse(ap, argv)
+    if args.analyse_only:
+        return print_table(need_results(args.out, args.name)["records"], COLUMNS)
     torch.set_num_threads(1)
+    if args.smoke:  # one L_x,p point of a tiny study with the control variate
+        study = load_study(tiny_study(args.work / "smoke_study.yaml", {"control": "snapshots", "control_window": 2},
+                                      sizes=[8], losses=["L_xp"]))
+        run_study(study, args.work, progress=False)
+        args.point, args.configs, args.window = [str(args.work / "n8" / "L_xp_c250")], 20, [2]
+    if not args.point:
+        ap.error("--point is required")
     records = [r for p in args.point for r in noise(Path(p), args.configs, args.window or [12])]
-    write_results("force_budget_control_noise", records,
+    write_results(args.out, args.name, records,
                   note="rms error of the rate L_x,p's loss fits per configuration (fit_*) and of its J f estimate "
                        "(estimate_*), over the spread of the exact J f across the checked configurations; T and the "
                        "median over closure components. control none: the paper's L_x,p; snapshots: the control "
                        "variate with the given window, built from the point's whole labels table.")
+    print_table(records, COLUMNS)
 
 
 if __name__ == "__main__":

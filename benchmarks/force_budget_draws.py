@@ -4,33 +4,35 @@ A study point's ``rollout_rel_error_std`` is over ensemble members that share on
 configurations and labelled atoms, so it leaves out the draw itself. This reruns chosen
 points of a finished study (``force_budget_study.py --work``) with other run seeds: each seed
 draws its own configurations, atom subsets, selection trajectories and initial weights, on
-the same trajectories and closure, and trains ``--members`` members. For the study's seed,
-its own point is used when the study trained it (member 0, so every seed is scored by one
-member trained the same way). The reruns live in ``SIZE/draws/LOSS_cN_seedS``, apart from the
-study's own ``draws`` folders, because they train ``--members`` (1) instead of the study's.
+the same trajectories and closure (the study's shared run of the size: a grid of
+``macrodyn.study.run_grid`` with the size's data key), and trains ``--members`` members. For
+the study's seed, its own point is used when the study trained it (member 0, so every seed is
+scored by one member trained the same way). The reruns live in ``SIZE/draws/LOSS_cN_seedS``,
+apart from the study's own ``draws`` folders, because they train ``--members`` (1) instead of
+the study's.
 
-Writes benchmarks/results/force_budget_draws.json: one record per (point, seed) with
-``n_atoms, loss, control, n_configs, seed, force_evaluations, rollout_rel_error``, a summary per
-point (mean, std and min/max over seeds, how many seeds reach e_tol), and
-force_budget_draws.png (``--name``: another file, e.g. for the control-variate study). Each
-invocation adds to the JSON (one size per invocation; run them
-one after another, not at once). A finished (point, seed) is read back, not retrained.
+Writes OUT/force_budget_draws.json: one record per (point, seed) with ``n_atoms, loss,
+control, n_configs, seed, force_evaluations, rollout_rel_error``, a summary per point (mean,
+std and min/max over seeds, how many seeds reach e_tol), and OUT/force_budget_draws.png
+(``--name``: another file, e.g. for the control-variate study). Each invocation adds to the
+JSON (one size per invocation; run them one after another, not at once). A finished
+(point, seed) is read back, not retrained.
 
     python benchmarks/force_budget_draws.py --size 6400 \\
         --point L_xp:12000 --point L_xp:20000 --point L_z:500 --point L_z:1000 --seed 2 --seed 3
+    python benchmarks/force_budget_draws.py --smoke [--out DIR]    # a tiny predator-prey study
+    python benchmarks/force_budget_draws.py --analyse-only         # the figure from the JSON
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 
-from common import RESULTS, read_records, write_results
+from common import CONFIGS, need_results, parse, parser, print_table, read_records, tiny_study, write_results
 from macrodyn.io import load_json
-from macrodyn.study import load_study, point_config, run_point
+from macrodyn.study import GridPoint, iter_grid, load_study, point_config, size_key
 
-HERE = Path(__file__).parent
 NAME = "force_budget_draws"
 
 
@@ -42,14 +44,7 @@ def draw_config(study, size: int, loss: str, n_configs: int, seed: int, members:
     return cfg
 
 
-def run_draw(study, work: Path, size: int, loss: str, n_configs: int, seed: int, members: int) -> dict:
-    folder = work / f"{study.size_param}{size}"
-    own = folder / f"{loss}_c{n_configs}" / "metrics.json"
-    if seed == study.run.seed and own.exists():  # the study's own point
-        m = load_json(own)
-    else:
-        out = folder / "draws" / f"{loss}_c{n_configs}_seed{seed}"
-        m = run_point(folder / "shared", draw_config(study, size, loss, n_configs, seed, members), out)[1]
+def draw_record(study, size: int, loss: str, n_configs: int, seed: int, m: dict) -> dict:
     return {"n_atoms": size, "loss": loss, "n_configs": n_configs, "seed": seed,
             "control": point_config(study, size, loss, n_configs).training.control,
             "force_evaluations": m["force_evaluations"], "rollout_rel_error": m["rollout_rel_error_members"][0],
@@ -94,29 +89,59 @@ def plot(records: list[dict], e_tol: float, path: Path) -> Path:
     return path
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default=str(HERE.parent / "configs" / "lj_scaling.yaml"))
-    ap.add_argument("--work", default="runs/lj_scaling", help="the study's folder (trajectories, closure, points)")
-    ap.add_argument("--size", type=int, required=True)
-    ap.add_argument("--point", action="append", required=True, help="LOSS:N_CONFIGS, e.g. L_xp:12000")
-    ap.add_argument("--seed", type=int, action="append", required=True, help="run seeds besides the study's")
+def analyse(doc: dict, figure: Path) -> Path:
+    """The figure and the per-point summary of OUT/NAME.json."""
+    e_tol = doc["records"][0]["e_tol"] if doc["records"] else 0.0
+    print_table(summary(doc["records"], e_tol), ["n_atoms", "loss", "n_configs", "seeds", "mean", "std", "min", "max",
+                                                 "seeds_within_tol"])
+    return plot(doc["records"], e_tol, figure)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = parser(__doc__.splitlines()[0], work="runs/lj_scaling")
+    ap.add_argument("--config", default=str(CONFIGS / "lj_scaling.yaml"))
+    ap.add_argument("--size", type=int, help="the study size whose points are redrawn (required)")
+    ap.add_argument("--point", action="append", help="LOSS:N_CONFIGS, e.g. L_xp:12000 (required, repeatable)")
+    ap.add_argument("--seed", type=int, action="append", help="run seeds besides the study's (required, repeatable)")
     ap.add_argument("--members", type=int, default=1)
-    ap.add_argument("--name", default=NAME, help="results file benchmarks/results/NAME.json (and NAME.png)")
-    args = ap.parse_args()
+    ap.add_argument("--name", default=NAME, help="results file OUT/NAME.json (and NAME.png)")
+    args = parse(ap, argv)
+    if args.analyse_only:
+        return analyse(need_results(args.out, args.name), args.out / f"{args.name}.png")
+    if args.smoke:
+        args.config = tiny_study(args.work / "smoke_study.yaml")
+        args.size, args.point, args.seed = 8, ["L_xp:250"], [2]
+    if args.size is None or not args.point or not args.seed:
+        ap.error("--size, --point and --seed are required")
     study = load_study(args.config)
-    work = Path(args.work)
-    done = {(r["n_atoms"], r["loss"], r["n_configs"], r["seed"]): r for r in read_records(args.name)}
+    data = size_key(study, args.size)
+    done = {(r["n_atoms"], r["loss"], r["n_configs"], r["seed"]): r for r in read_records(args.out, args.name)}
+    points = []
     for spec in args.point:
         loss, n = spec.split(":")
         for seed in [study.run.seed, *args.seed]:
-            rec = run_draw(study, work, args.size, loss, int(n), seed, args.members)
-            done[(args.size, loss, int(n), seed)] = rec
-            print(f"{args.size} {loss} {n} seed {seed}: {rec['rollout_rel_error']:.2e}", flush=True)
-            records = sorted(done.values(), key=lambda r: (r["n_atoms"], r["loss"], r["n_configs"], r["seed"]))
-            note = f"one member per seed; seed {study.run.seed} is the study's point (member 0) where it was trained"
-            write_results(args.name, records, summary=summary(records, study.e_tol), note=note)
-    plot(records, study.e_tol, RESULTS / f"{args.name}.png")
+            own = args.work / data / f"{loss}_c{n}" / "metrics.json"
+            if seed == study.run.seed and own.exists():  # the study's own point
+                done[(args.size, loss, int(n), seed)] = draw_record(study, args.size, loss, int(n), seed,
+                                                                    load_json(own))
+                continue
+            points.append(GridPoint(f"draws/{loss}_c{n}_seed{seed}",
+                                    draw_config(study, args.size, loss, int(n), seed, args.members), data,
+                                    tags={"loss": loss, "n_configs": int(n), "seed": seed}))
+    note = f"one member per seed; seed {study.run.seed} is the study's point (member 0) where it was trained"
+
+    def write() -> None:
+        records = sorted(done.values(), key=lambda r: (r["n_atoms"], r["loss"], r["n_configs"], r["seed"]))
+        write_results(args.out, args.name, records, summary=summary(records, study.e_tol), note=note)
+
+    write()
+    for res in iter_grid(points, {data: point_config(study, args.size)}, args.work, desc="draws"):
+        t = res.point.tags
+        rec = draw_record(study, args.size, t["loss"], t["n_configs"], t["seed"], res.metrics)
+        done[(args.size, t["loss"], t["n_configs"], t["seed"])] = rec
+        print(f"{args.size} {t['loss']} {t['n_configs']} seed {t['seed']}: {rec['rollout_rel_error']:.2e}", flush=True)
+        write()
+    analyse(need_results(args.out, args.name), args.out / f"{args.name}.png")
 
 
 if __name__ == "__main__":

@@ -8,24 +8,29 @@ closure carries no information beyond ``T0``; if the floor is above the target, 
 closure that reads the run's microscopic details can reach the target.
 
     python benchmarks/lj800_floor.py fresh=runs/lj800_fresh shared=runs/lj800
+    python benchmarks/lj800_floor.py --smoke [--out DIR]   # simulates a tiny LJ run first
+    python benchmarks/lj800_floor.py --analyse-only        # the table from the JSON
 
-Writes benchmarks/results/lj800_floor.json (records: protocol, run, degree,
+Writes OUT/lj800_floor.json (records: protocol, run, degree,
 rollout_rel_error, rollout_rel_error_std, n_train, n_test, ratio_std_max).
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
-from common import write_results
+from common import CONFIGS, need_results, parse, parser, print_table, tiny, write_results
 from macrodyn import keys as K
+from macrodyn import load_config
 from macrodyn.data.store import ChunkedTable
 from macrodyn.evaluation.rollout import relative_error
 from macrodyn.observables.temperature import Temperature
+from macrodyn.run import Run
+from macrodyn.run.simulate import simulate
+
+COLUMNS = ["protocol", "degree", "rollout_rel_error", "rollout_rel_error_std", "n_train", "n_test", "ratio_std_max"]
 
 
 def temperatures(store: Path, table: str) -> np.ndarray:
@@ -47,16 +52,24 @@ def floor(train: np.ndarray, test: np.ndarray, degree: int) -> np.ndarray:
     return relative_error(as_tb1(pred), as_tb1(test)).numpy()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", metavar="PROTOCOL=RUN_DIR")
+def main(argv: list[str] | None = None) -> None:
+    ap = parser(__doc__, work="")
+    ap.add_argument("runs", nargs="*", metavar="PROTOCOL=RUN_DIR", help="finished LJ run folders (required)")
     ap.add_argument("--name", default="lj800_floor")
-    args = ap.parse_args()
+    args = parse(ap, argv)
+    if args.analyse_only:
+        return print_table(need_results(args.out, args.name)["records"], COLUMNS)
+    if args.smoke:  # the trajectories of a tiny LJ run (shared microstates, as configs/lj800.yaml)
+        run = Run.create(tiny(load_config(CONFIGS / "lj800.yaml")), args.work / "lj_tiny", progress=False)
+        simulate(run)
+        args.runs = [f"shared={run.out}"]
+    if not args.runs:
+        ap.error("give at least one PROTOCOL=RUN_DIR")
     records = []
     for item in args.runs:
         protocol, folder = item.split("=", 1)
         store = Path(folder) / "data.zarr"
-        params = yaml.safe_load((Path(folder) / "config.yaml").read_text())["system"]["params"]
+        params = Run.open(folder, progress=False).cfg.system.params
         train, test = temperatures(store, "train"), temperatures(store, "test")
         spread = float((train / train[:, :1]).std(0).max())
         for degree in range(4):
@@ -66,7 +79,7 @@ def main() -> None:
                             "rollout_rel_error": float(err.mean()), "rollout_rel_error_std": float(err.std()),
                             "n_train": len(train), "n_test": len(test), "ratio_std_max": spread})
             print(f"{protocol:>8} degree {degree}: {err.mean():.3e} ± {err.std():.1e}  (max std of T/T0 {spread:.3f})")
-    print(write_results(args.name, records))
+    print(write_results(args.out, args.name, records))
 
 
 if __name__ == "__main__":

@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
     budget = BUDGET
     if args.smoke:  # a tiny LJ system with its own shared run in --work
         base = tiny(load_config(args.config), snapshots=20)
-        shared, budget = base, 10 * base.system.params["n_atoms"]
+        shared, budget, args.epochs = base, 10 * base.system.params["n_atoms"], 1  # L_z: 16 epochs
+        args.models = ["mlp"]
         shared_run, shared_name = None, str(args.work / "shared")
     else:
         base = load_config(args.config)

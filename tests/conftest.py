@@ -7,7 +7,8 @@ from hypothesis import settings
 
 # Hypothesis profiles: "ci" (chosen when CI is set) draws the same examples on every run and
 # keeps no example database; "dev" is Hypothesis' default; "fuzz" searches much longer.
-# HYPOTHESIS_PROFILE picks one explicitly. A test's own max_examples overrides the profile's.
+# HYPOTHESIS_PROFILE picks one explicitly. Tests that set max_examples scale it for "fuzz"
+# (tests/test_properties.py: examples()).
 settings.register_profile("ci", derandomize=True, database=None, deadline=None, max_examples=50)
 settings.register_profile("dev")
 settings.register_profile("fuzz", deadline=None, max_examples=2000)

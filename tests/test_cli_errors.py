@@ -16,16 +16,7 @@ import yaml
 
 from macrodyn import cli
 from macrodyn.errors import InputError
-
-TINY = {
-    "name": "tiny",
-    "data": {"n_train_trajectories": 8, "n_test_trajectories": 4, "n_steps": 600, "save_every": 10,
-             "chunk_trajectories": 4},
-    "closure": {"epochs": 2},
-    "training": {"epochs": 5, "budget": 4000, "chunk_configs": 64},
-    "evaluation": {"n_plot": 2},
-}
-
+from tests.test_cli import TINY
 
 def _entry(capsys, *args) -> tuple[int, str, str]:
     """(exit code, stdout, stderr) of ``macrodyn ARGS`` in-process."""
@@ -264,8 +255,10 @@ def test_keyboard_interrupt_in_command(capsys, tmp_path, tiny_cfg, monkeypatch):
         raise KeyboardInterrupt
 
     import macrodyn.config
+    import macrodyn.preflight
 
     monkeypatch.setattr(macrodyn.config, "check_before_work", interrupted)
+    monkeypatch.setattr(macrodyn.preflight, "preflight", interrupted)
     line = _one_line_error(*_entry(capsys, "run", tiny_cfg, "--out", tmp_path / "o"), code=130)
     assert line == "interrupted; rerun the same command to resume."
 

@@ -137,3 +137,22 @@ def test_changed_system_code_is_refused(tmp_path, monkeypatch):
     with pytest.raises(InputError) as e:
         Run.create(cfg, tmp_path / "run", progress=False)
     assert "\n" not in str(e.value) and "--out" in str(e.value)
+
+
+def test_leftovers_of_a_killed_run_are_cleaned(tmp_path):
+    """A half-written atomic file and the checkpoint of a member that finished are removed on the
+    next create; the checkpoint of an unfinished member is kept (it resumes from it)."""
+    from macrodyn import Run, parse_config
+
+    cfg = parse_config(TINY)
+    out = tmp_path / "run"
+    Run.create(cfg, out, progress=False)
+    (out / "dynamics").mkdir()
+    stale = [out / ".metrics.json.x1y2.partial", out / "dynamics" / ".member_0.pt.abcd.partial",
+             out / "dynamics" / "member_0.partial.pt"]
+    keep = [out / "dynamics" / "member_0.pt", out / "dynamics" / "member_1.partial.pt"]
+    for p in stale + keep:
+        p.write_bytes(b"x")
+    removed = Run.create(cfg, out, progress=False)
+    assert removed is not None
+    assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)

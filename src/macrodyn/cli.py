@@ -82,11 +82,11 @@ def _run_stages(config: Optional[Path], out: Optional[str], quiet: bool, stages:
                            "--scheduler")
     system = build_system(cfg.system.name, cfg.system.params)
     path = _out_dir(config, out)
-    if "simulate" in stages:  # seconds: the system, its forces and observable, sizes vs memory and disk
-        preflight(cfg, system, path)
-    else:
+    if "simulate" not in stages:
         check_before_work(cfg, system)
     check_out_dir(path, creating=stages[0] in _CREATING)
+    if "simulate" in stages:  # seconds: the system, its forces and observable, sizes vs memory and disk
+        preflight(cfg, system, path)
     with RunLock(path):
         from macrodyn.pipeline import Run, run_all
 

@@ -278,18 +278,18 @@ class RunConfig(_Strict):
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
-    """One line: ``invalid config SOURCE: a.b: problem; c: problem``."""
+    """One line: ``invalid config SOURCE: a.b: problem | c: problem`` (messages may contain ';')."""
     parts = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"])
         msg = " ".join(str(e["msg"]).removeprefix("Value error, ").split())
         if e["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see the config reference in the README)"
+            msg = "unknown field (check the spelling, or see the config reference: docs/config.md)"
         elif e["type"] in _SHOW_INPUT and isinstance(e.get("input"), (bool, int, float, str)):
             value = e["input"]
             msg += f" (got {str(value).lower() if isinstance(value, bool) else repr(value)})"
         parts.append(f"{loc or '(top level)'}: {msg}")
-    return f"invalid config {source}: " + "; ".join(parts)
+    return f"invalid config {source}: " + " | ".join(parts)
 
 
 # pydantic error types whose message does not show the offending value

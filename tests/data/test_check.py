@@ -18,7 +18,7 @@ CFG = {"data": {"n_train_trajectories": 6, "n_test_trajectories": 2, "n_steps": 
 def _simulate_and_label(out):
     from macrodyn import Run, parse_config, run_all
 
-    run_all(Run(parse_config(CFG), out, progress=False), ("simulate", "label"))
+    run_all(Run.create(parse_config(CFG), out, progress=False), ("simulate", "label"))
 
 
 @pytest.fixture(scope="module")

@@ -86,8 +86,20 @@ class Run:
         else:
             save_text(yaml.safe_dump(new, sort_keys=False), path)
         run.check_fingerprint()
+        run.clean_temporary()
         run.timings = run._read_timings()
         return run
+
+    def clean_temporary(self) -> list[Path]:
+        """Remove what a killed process left: half-written files of atomic writes (``.NAME.*.partial``)
+        and the epoch checkpoint of a member whose final file exists. Returns what was removed."""
+        gone = [p for folder in (self.out, self.out / "dynamics") if folder.is_dir()
+                for p in folder.glob(".*.partial")]
+        gone += [p for p in (self.out / "dynamics").glob("member_*.partial.pt")
+                 if (p.parent / p.name.replace(".partial.pt", ".pt")).exists()]
+        for p in gone:
+            p.unlink(missing_ok=True)
+        return gone
 
     def check_fingerprint(self) -> None:
         """Refuse data made by other system code (same config, changed forces or initial data):

@@ -6,7 +6,8 @@
 - :mod:`macrodyn.study.reference`: the paper's reference numbers (``reference.yaml``).
 """
 from macrodyn.study.force_budget import (LOSS_COLORS, POINT_TRAINING, REFERENCE, ForceBudgetStudy, draw_points,
-                                         labelling_ratio, load_study, plot_study, point_config, run_study, search,
+                                         labelling_ratio, load_study, plot_evaluations,
+                                         plot_labelling_seconds, plot_study, point_config, run_study, search,
                                          size_key, summarise, train_point)
 from macrodyn.study.grid import (GridPoint, PointResult, iter_grid, prepare_shared, run_grid, run_point,
                                  shared_folder)
@@ -15,6 +16,7 @@ from macrodyn.study.reference import reference
 _search = search  # the name tests/test_study.py imports
 
 __all__ = ["ForceBudgetStudy", "GridPoint", "LOSS_COLORS", "POINT_TRAINING", "PointResult", "REFERENCE",
-           "draw_points", "iter_grid", "labelling_ratio", "load_study", "plot_study", "point_config",
+           "draw_points", "iter_grid", "labelling_ratio", "load_study", "plot_evaluations",
+           "plot_labelling_seconds", "plot_study", "point_config",
            "prepare_shared", "reference", "run_grid", "run_point", "run_study", "search", "shared_folder",
            "size_key", "summarise", "train_point"]

@@ -262,16 +262,19 @@ LOSS_COLORS = {"L_z": "C0", "L_xp": "C3"}
 
 
 def plot_study(result: dict, figs: Path) -> list[Path]:
-    """Force evaluations to tolerance vs N (with the reference), and labelling seconds vs N."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    """``figs/force_budget.png`` (:func:`plot_evaluations`) and ``figs/labelling_seconds.png``
+    (:func:`plot_labelling_seconds`) of a study result."""
     figs.mkdir(parents=True, exist_ok=True)
+    return [plot_evaluations(result["records"], figs / "force_budget.png"),
+            plot_labelling_seconds(result["points"], figs / "labelling_seconds.png")]
+
+
+def plot_evaluations(records: list[dict], path: Path) -> Path:
+    """Force evaluations to tolerance vs N of study records (with the paper's reference)."""
+    plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 4))
-    for (loss, control), c in _variants(result["records"]).items():
-        mine = [r for r in result["records"] if r["loss"] == loss and r.get("control", "none") == control]
+    for (loss, control), c in _variants(records).items():
+        mine = [r for r in records if r["loss"] == loss and r.get("control", "none") == control]
         name = loss + ("" if control == "none" else " + control")
         rec = [r for r in mine if r["evaluations_to_tol"]]
         if rec:
@@ -284,16 +287,21 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
     for loss, c in LOSS_COLORS.items():
         ref = sorted(REFERENCE[loss].items())
         ax.loglog([n for n, _ in ref], [e for _, e in ref], "s--", color=c, alpha=0.5, label=f"{loss} (paper)")
-    _size_ticks(ax, {r["n_atoms"] for r in result["records"]} | set(REFERENCE["L_z"]))
+    _size_ticks(ax, {r["n_atoms"] for r in records} | set(REFERENCE["L_z"]))
     ax.set(xlabel="atoms N", ylabel="force evaluations to reach e_tol", title="force budget vs system size")
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
-    paths = [figs / "force_budget.png"]
-    fig.savefig(paths[0], dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
+    return path
 
+
+def plot_labelling_seconds(points: list[dict], path: Path) -> Path:
+    """Labelling seconds vs N of study points (label stage, and the force calls alone), for the
+    largest training set both losses labelled."""
+    plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-    pts = [p for p in result["points"] if p["labelling_seconds"]]
+    pts = [p for p in points if p["labelling_seconds"]]
     both = (set.intersection(*[{p["n_configs"] for p in pts if p["loss"] == loss} for loss in LOSS_COLORS])
             if pts else set())
     if both:
@@ -308,10 +316,18 @@ def plot_study(result: dict, figs: Path) -> list[Path]:
             ax.set(xlabel="atoms N", ylabel="seconds", title=f"{what}, {n_configs} configurations")
             ax.legend(fontsize=8)
     fig.tight_layout()
-    paths.append(figs / "labelling_seconds.png")
-    fig.savefig(paths[1], dpi=120)
+    fig.savefig(path, dpi=120)
     plt.close(fig)
-    return paths
+    return path
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def _variants(records: list[dict]) -> dict[tuple[str, str], str]:

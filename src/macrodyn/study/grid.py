@@ -65,12 +65,14 @@ class GridPoint:
 
 @dataclass
 class PointResult:
-    """A finished point: its run, its ``metrics.json``, and whether this call trained it."""
+    """A finished point: its run, its ``metrics.json``, whether this call trained it (False: read
+    back), and the shared run it trained on."""
 
     point: GridPoint
     run: Run
     metrics: dict
     trained: bool
+    shared: Run
 
     @property
     def seconds(self) -> float:
@@ -147,7 +149,7 @@ def iter_grid(points: Sequence[GridPoint], shared: RunConfig | Mapping[str, RunC
         folder = out / point.data / point.name
         finished = (folder / "metrics.json").exists()
         run, metrics = run_point(runs[point.data].out, point.cfg, folder)
-        yield PointResult(point, run, metrics, trained=not finished)
+        yield PointResult(point, run, metrics, trained=not finished, shared=runs[point.data])
     bar.close()
 
 
