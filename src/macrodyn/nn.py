@@ -8,7 +8,7 @@ from torch import nn
 class ReQU(nn.Module):
     """``relu(x)² − relu(x − ½)²``: quadratic near 0, linear (slope 1) beyond ½. Smooth
     enough to be differentiated once more (OnsagerNet's ∇V), and it grows like the
-    polynomial terms of a phase-field energy; the Allen–Cahn model of METHOD.md §6 uses it."""
+    polynomial terms of a phase-field energy; the Allen–Cahn model of docs/method.md uses it."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.relu(x) ** 2 - torch.relu(x - 0.5) ** 2

@@ -1,4 +1,4 @@
-"""The partial loss is an unbiased estimate of L_x / N; L_x relates to L_z as METHOD.md §3 says."""
+"""The partial loss is an unbiased estimate of L_x / N; L_x relates to L_z as docs/method.md says."""
 import numpy as np
 import pytest
 import torch

@@ -1,7 +1,7 @@
 """Closure autoencoder: ``φ(x) = (φ*(x), φ̂(x))`` and a decoder ``ψ(z) ≈ x``.
 
 Trained on configurations only (no forces) with
-``L_AE = E||x − ψ(φ(x))||² + λ_cond E(κ(J Jᵀ) − 1)²`` (METHOD.md §2).
+``L_AE = E||x − ψ(φ(x))||² + λ_cond E(κ(J Jᵀ) − 1)²`` (docs/method.md).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Rollouts of a macroscopic model and the relative-error metric (METHOD.md §4)."""
+"""Rollouts of a macroscopic model and the relative-error metric (docs/method.md)."""
 from __future__ import annotations
 
 import torch

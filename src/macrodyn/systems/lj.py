@@ -1,4 +1,4 @@
-r"""Lennard–Jones forces on chosen atoms in a periodic cubic box (METHOD.md §5).
+r"""Lennard–Jones forces on chosen atoms in a periodic cubic box (docs/method.md).
 
 Physics (LJ units: energy ε, length σ, mass m; all float64). The pair energy is
 

@@ -1,4 +1,4 @@
-"""Lennard–Jones molecular dynamics as a microscopic system (METHOD.md §5, §7).
+"""Lennard–Jones molecular dynamics as a microscopic system (docs/method.md).
 
 State layout (atom-major): ``x[6a : 6a+3]`` is the position of atom ``a`` and
 ``x[6a+3 : 6a+6]`` its velocity, so ``N = 6 n``. The right-hand side is

@@ -1,4 +1,4 @@
-"""Predator–prey reaction–diffusion in 1-D (METHOD.md §5).
+"""Predator–prey reaction–diffusion in 1-D (docs/method.md).
 
     u_t = u (1 − u − v) + D Δu,     v_t = a v (u − b) + Δv
 

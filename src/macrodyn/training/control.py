@@ -12,7 +12,7 @@ labelled configurations whose snapshot is within ``±window`` of ``t`` (0 where 
 none); ``β_s`` is one least-squares scale per coordinate slot ``s = i mod coords_per_unit``
 (for MD the three position and three velocity rates), so a useless prediction is scaled to
 ~0 instead of adding noise. The loss then fits the residual ``f − c`` and adds ``J c``
-exactly (METHOD.md §3's identity, applied to ``f − c``):
+exactly (docs/method.md's identity, applied to ``f − c``):
 
     Σ_{i∈I} w_i ([J⁺(g − J c)]_i − (f_i − c_i))²  =  Σ_{i∈I} w_i ([J⁺ g]_i − f'_i)²,
     f'_I = f_I − c_I + J⁺_I (J c)

@@ -1,4 +1,4 @@
-"""Losses for the macroscopic model (METHOD.md §3) as small callable objects.
+"""Losses for the macroscopic model (docs/method.md) as small callable objects.
 
 A batch is a dict of tensors (see :mod:`macrodyn.keys`); each loss lists the keys it
 ``needs`` and returns a scalar.

@@ -2,7 +2,7 @@
 
 A *sampler* draws ``k`` distinct units per configuration and returns importance
 weights ``w`` such that ``(1/k) Σ_{i∈I} w_i r_i²`` is an unbiased estimate of
-``(1/n) Σ_i r_i²`` for any residuals ``r`` (METHOD.md §3; ``n`` units):
+``(1/n) Σ_i r_i²`` for any residuals ``r`` (docs/method.md; ``n`` units):
 
 * :class:`UniformUnits` — the paper: ``I`` uniform without replacement, ``w = 1``.
 * :class:`ImportanceUnits` — unit ``i`` is included with probability ``π_i`` (``Σπ = k``,
