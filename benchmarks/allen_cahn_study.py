@@ -1,4 +1,4 @@
-"""Allen–Cahn at equal force budget: L_x,p (p = 1/25) vs L_z (METHOD.md §5).
+"""Allen–Cahn at equal force budget: L_x,p (p = 1/25) vs L_z (docs/method.md).
 
 The paper compares L_z on 2 500 configurations × 40 000 grid points (1.0e8 force
 evaluations) with L_x,p on 40 000 configurations × 1 600 points (6.4e7) at 200 × 200.

@@ -40,7 +40,7 @@ def parser(doc: str, work: str | None = None) -> argparse.ArgumentParser:
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, a few seconds: checks the script runs")
     ap.add_argument("--analyse-only", action="store_true",
                     help="remake the figures and summary from OUT/NAME.json; measure nothing")
-    ap.set_defaults(_work_default=work)
+    ap.set_defaults(work_default=work)
     return ap
 
 
@@ -54,8 +54,8 @@ def parse(ap: argparse.ArgumentParser, argv: list[str] | None = None) -> argpars
     if args.smoke and args.out.resolve() == RESULTS.resolve():
         ap.error("--smoke never writes to benchmarks/results (the committed measurements); give another --out")
     args.out.mkdir(parents=True, exist_ok=True)
-    if args._work_default is not None and args.work is None:
-        args.work = args.out / "work" if args.smoke else (Path(args._work_default) if args._work_default else None)
+    if args.work_default is not None and args.work is None:
+        args.work = args.out / "work" if args.smoke else (Path(args.work_default) if args.work_default else None)
     if args.smoke:
         print(f"smoke run: results in {args.out}", flush=True)
     return args
@@ -137,7 +137,8 @@ TINY_SYSTEM = {"predator_prey": {"n": 8}, "allen_cahn": {"n": 12},
 def tiny(cfg, n_train: int = 8, n_test: int = 2, snapshots: int = 10):
     """``cfg`` (a RunConfig) shrunk for a smoke run: a few coordinates, ``n_train`` + ``n_test``
     trajectories of ``snapshots`` + 1 snapshots, small networks, one-epoch closure and
-    single-member fits selected by validation loss, in-process. Budgets are the caller's (at most ``n_train × (snapshots + 1)`` configurations)."""
+    single-member fits selected by validation loss, in-process. Budgets are the caller's (at most
+    ``n_train × (snapshots + 1)`` configurations)."""
     from macrodyn.config import parse_config
 
     d = cfg.model_dump()

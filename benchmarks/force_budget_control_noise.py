@@ -20,7 +20,6 @@ Writes OUT/force_budget_control_noise.json.
 """
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 

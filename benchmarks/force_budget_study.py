@@ -22,7 +22,7 @@ each record's ratio to that study's L_z (``l_z_evaluations_to_tol``, ``l_z_over_
     python benchmarks/force_budget_study.py [--size 800 --size 2700 --size 6400] [--loss L_xp]
     python benchmarks/force_budget_study.py --config configs/lj_scaling_control.yaml --work runs/lj_control \\
         --name force_budget_study_control --compare benchmarks/results/force_budget_study.json --skip-label
-    python benchmarks/force_budget_study.py --smoke [--out DIR]   # a tiny predator-prey study
+    python benchmarks/force_budget_study.py --smoke [--out DIR]   # a tiny predator-prey study, one size
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import need_results, parse, parser, print_table, read_results, tiny_study, write_results
+from common import CONFIGS, need_results, parse, parser, print_table, read_results, tiny_study, write_results
 from macrodyn import keys as K
 from macrodyn.data.store import ChunkedTable
 from macrodyn.io import load_json
@@ -39,9 +39,6 @@ from macrodyn.run import Run
 from macrodyn.run.pool import pick_configs
 from macrodyn.study import (labelling_ratio, load_study, plot_evaluations, plot_labelling_seconds, point_config,
                             run_study, shared_folder, size_key)
-
-HERE = Path(__file__).parent
-
 
 def warm_page_cache(study, work: Path, sizes: list[int], label_configs: list[int]) -> None:
     """Read the snapshots the label-only points will label once, untimed (both losses label the
@@ -81,7 +78,7 @@ def link_trajectories(study, work: Path, label_work: Path, sizes: list[int]) -> 
 
 def main(argv: list[str] | None = None) -> None:
     ap = parser(__doc__, work="runs/lj_scaling")
-    ap.add_argument("--config", default=str(HERE.parent / "configs" / "lj_scaling.yaml"))
+    ap.add_argument("--config", default=str(CONFIGS / "lj_scaling.yaml"))
     ap.add_argument("--size", type=int, action="append", dest="sizes", help="sizes to run (default 800 2700 6400)")
     ap.add_argument("--loss", action="append", dest="losses", help="only this loss (repeatable)")
     ap.add_argument("--label-work", type=Path, default=None,
@@ -100,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
         args.label_configs = args.label_configs or [250]
     label_work = args.label_work or (args.out / "work_labels" if args.smoke else Path("runs/lj_scaling_labels"))
     study, work = load_study(args.config), args.work
-    sizes = args.sizes or (study.sizes if args.smoke else [800, 2700, 6400])
+    sizes = args.sizes or ([study.sizes[0]] if args.smoke else [800, 2700, 6400])
     trained_commit = None
     if args.skip_train:
         res, trained_commit = trained_study(work, args.out, args.name)
@@ -131,9 +128,9 @@ def main(argv: list[str] | None = None) -> None:
                        "one untimed partial-force call (numba's cache load). "
                        "labelling_seconds: wall time of the label stage (reading the chosen snapshots "
                        "from the trajectory store, force calls, writing forces and snapshot references); "
-                       "labelling_force_seconds: time inside the force calls alone. 1 torch thread. trained_commit (when "
-                       "present): the commit the kept trained points were measured at (--skip-train re-timed only the "
-                       "labelling).")
+                       "labelling_force_seconds: time inside the force calls alone. 1 torch thread. trained_commit "
+                       "(when present): the commit the kept trained points were measured at (--skip-train re-timed "
+                       "only the labelling).")
     analyse(need_results(args.out, args.name), args.out, args.name, compare=other)
 
 

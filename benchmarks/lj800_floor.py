@@ -3,7 +3,7 @@
 For each finished run folder (its ``data.zarr``), the temperature curves of the training
 runs are fitted as ``T(t) = T(0) · P_t(T(0))`` with ``P_t`` a polynomial of degree
 ``0..3`` in ``T(0)`` (least squares, one per time step), and scored on the test runs by
-the METHOD.md §4 rollout metric. This is the best a macroscopic model can do when its
+the rollout metric (docs/method.md). This is the best a macroscopic model can do when its
 closure carries no information beyond ``T0``; if the floor is above the target, only a
 closure that reads the run's microscopic details can reach the target.
 
@@ -44,7 +44,7 @@ def temperatures(store: Path, table: str) -> np.ndarray:
 
 
 def floor(train: np.ndarray, test: np.ndarray, degree: int) -> np.ndarray:
-    """Per-test-run METHOD.md §4 error of the best ``T(0)·P_t(T(0))`` fitted on ``train``."""
+    """Per-test-run rollout error (docs/method.md) of the best ``T(0)·P_t(T(0))`` fitted on ``train``."""
     ratio = train / train[:, :1]
     coef, *_ = np.linalg.lstsq(np.vander(train[:, 0], degree + 1), ratio, rcond=None)
     pred = test[:, :1] * (np.vander(test[:, 0], degree + 1) @ coef)

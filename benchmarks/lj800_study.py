@@ -1,4 +1,4 @@
-"""LJ-800 study (METHOD.md §5): L_z vs L_x,p for MLP, OnsagerNet and GFINN at an equal budget.
+"""LJ-800 study (docs/method.md): L_z vs L_x,p for MLP, OnsagerNet and GFINN at an equal budget.
 
 Budget 1.0e6 atom-force evaluations: L_z labels 1 250 configurations with all 800
 atoms, L_x,p (p = 1/16) labels 20 000 configurations with 50 atoms each. Every cell
@@ -29,7 +29,7 @@ from macrodyn.study import GridPoint, iter_grid, reference
 from macrodyn.study.grid import POINT_STAGES
 
 BUDGET = 1_000_000
-# METHOD.md §6: LJ sizes of the three models (OnsagerNet: the config's own model section)
+# docs/method.md: LJ sizes of the three models (OnsagerNet: the config's own model section)
 MODELS = {
     "onsager": None,
     "mlp": {"kind": "mlp", "hidden": [256, 256], "activation": "relu"},  # 32 -> 256 -> 256 -> 32
@@ -128,7 +128,9 @@ def main(argv: list[str] | None = None) -> None:
                 continue
             points.append(point)
     for res in iter_grid(points, {"": shared}, args.work, desc="LJ-800 study"):
-        records.append(record(res.point.tags["model"], res.point.tags["loss"], res.run.cfg, res.metrics, res.run.out, res.seconds, res.run.member_path))
+        tags = res.point.tags
+        records.append(record(tags["model"], tags["loss"], res.run.cfg, res.metrics, res.run.out, res.seconds,
+                              res.run.member_path))
         print({k: records[-1][k] for k in COLUMNS}, flush=True)
         write_results(args.out, args.name, records, shared_run=shared_name, config=str(args.config))
     if not points:

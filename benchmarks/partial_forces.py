@@ -81,7 +81,8 @@ def bench(n_atoms: int, n_chosen: int, repeats: int, rng: np.random.Generator, l
     it = iter(chosen)
     partial_s = median_time(lambda: lj_forces(pos, box, next(it)), len(chosen))
     return {"n_atoms": n_atoms, "n_chosen": n_chosen, "lammps_run0_seconds": lammps_s,
-            "full_seconds": full_s, "partial_seconds": partial_s, "speedup_vs_lammps": lammps_s and lammps_s / partial_s,
+            "full_seconds": full_s, "partial_seconds": partial_s,
+            "speedup_vs_lammps": lammps_s and lammps_s / partial_s,
             "speedup_vs_full": full_s / partial_s, "box": box, "repeats": repeats,
             "max_rel_force_diff_vs_lammps": rel}
 

@@ -137,7 +137,8 @@ def analyse(doc: dict, figure: Path) -> None:
     for system in sorted({r["system"] for r in records}):
         for name in STRATEGIES:
             for b in sorted({r["budget"] for r in records if (r["system"], r["strategy"]) == (system, name)}):
-                e = [r["error_at_budget"] for r in records if (r["system"], r["strategy"], r["budget"]) == (system, name, b)]
+                e = [r["error_at_budget"] for r in records
+                     if (r["system"], r["strategy"], r["budget"]) == (system, name, b)]
                 rows.append({"system": system, "strategy": name, "budget": b, "seeds": len(e),
                              "mean": float(np.mean(e)), "std": float(np.std(e))})
     print_table(rows, ["system", "strategy", "budget", "seeds", "mean", "std"])

@@ -74,7 +74,7 @@ class ForceBudgetStudy(BaseModel):
 
     @model_validator(mode="after")
     def _size_param(self):
-        params = SYSTEMS[self.run.system.name].Params.model_fields
+        params = SYSTEMS.params_model(self.run.system.name).model_fields
         if self.size_param not in params:
             raise ValueError(f"size_param {self.size_param!r} is not a parameter of system "
                              f"{self.run.system.name!r} (has {sorted(params)})")

@@ -30,7 +30,7 @@ def _load() -> dict:
 
 
 def _check_numbers(node, where: str) -> None:
-    """Every leaf is a number (YAML 1.1 leaves ``1.2e6`` a string: the file writes ``1.2e+6``)."""
+    """Every leaf is a number (YAML 1.1 reads ``1e6`` as a string: the file writes ``1e+6``)."""
     if isinstance(node, dict):
         for k, v in node.items():
             _check_numbers(v, f"{where}.{k}" if where else str(k))

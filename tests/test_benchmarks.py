@@ -1,0 +1,163 @@
+"""The benchmark scripts run (smoke mode), write their results in the committed schema and remake
+their figures from the JSON alone; the grid runner they share trains once and reads back; the
+paper's reference numbers live in one data file."""
+import ast
+import importlib
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT / "benchmarks"
+RESULTS = BENCH / "results"
+SCRIPTS = sorted(p.stem for p in BENCH.glob("*.py") if p.stem != "common")
+#: what --analyse-only draws, per script (the others print a table)
+FIGURES = {"predator_prey_budget": ["predator_prey_budget.png"], "sampling_strategies": ["sampling_strategies.png"],
+           "force_budget_draws": ["force_budget_draws.png"],
+           "force_budget_study": ["force_budget_evaluations.png", "force_budget_labelling_seconds.png"]}
+#: the committed results file whose record schema a script's smoke records must have
+COMMITTED = {s: RESULTS / f"{s}.json" for s in SCRIPTS}
+
+
+def _results_state() -> dict:
+    return {p.name: p.stat().st_mtime_ns for p in RESULTS.iterdir()}
+
+
+@pytest.fixture(scope="module")
+def results_untouched():
+    before = _results_state()
+    yield
+    assert _results_state() == before, "a smoke run wrote to benchmarks/results"
+
+
+def test_every_script_is_tested():
+    assert len(SCRIPTS) == 13 and all(COMMITTED[s].exists() for s in SCRIPTS), SCRIPTS
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_smoke(script, tmp_path, results_untouched, monkeypatch):
+    if script == "dask_scaling":
+        pytest.importorskip("dask.distributed")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, str(BENCH / f"{script}.py"), "--smoke", "--out", str(out)], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((out / f"{script}.json").read_text())
+    assert {"records", "machine", "commit", "date"} <= set(doc)
+    assert "cpu_capability" in doc["machine"] and doc["records"]
+    committed = json.loads(COMMITTED[script].read_text())["records"]
+    schema = set.intersection(*(set(rec) for rec in committed))  # the fields every measured record has
+    for rec in doc["records"]:
+        assert schema <= set(rec), f"{script}: smoke record lacks {sorted(schema - set(rec))}"
+
+    # the analysis reads the JSON alone: figures remade without measuring (in this process, fast)
+    for name in FIGURES.get(script, []):
+        (out / name).unlink(missing_ok=True)
+    if (out / "work").exists():  # no run folder is read
+        (out / "work").rename(tmp_path / "work_moved")
+    monkeypatch.syspath_prepend(str(BENCH))
+    importlib.import_module(script).main(["--analyse-only", "--out", str(out)])
+    for name in FIGURES.get(script, []):
+        assert (out / name).stat().st_size > 1000, name
+
+
+def test_smoke_refuses_the_committed_results(tmp_path):
+    r = subprocess.run([sys.executable, str(BENCH / "allen_cahn_partial.py"), "--smoke", "--out", str(RESULTS)],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 2 and "never writes to benchmarks/results" in r.stderr
+
+
+def test_scripts_import_only_public_names():
+    """No ``from m import _x`` and no ``obj._x`` of a macrodyn object in the benchmarks."""
+    bad = []
+    for path in BENCH.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom):
+                bad += [f"{path.name}:{node.lineno} {a.name}" for a in node.names if a.name.startswith("_")]
+                if node.module and any(part.startswith("_") and not part.startswith("__")
+                                       for part in node.module.split(".")):
+                    bad.append(f"{path.name}:{node.lineno} {node.module}")
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+                if not (isinstance(node.value, ast.Name) and node.value.id in ("args", "self")):
+                    bad.append(f"{path.name}:{node.lineno} .{node.attr}")
+    assert not bad, bad
+
+
+# ----------------------------------------------------------------------------- reference numbers
+def test_reference_numbers_live_in_one_file():
+    from macrodyn.study import REFERENCE, reference
+
+    ref = reference()
+    assert set(ref) == {"force_budget", "predator_prey_budget", "allen_cahn_200x200", "lj800"}
+    assert REFERENCE == ref["force_budget"]["evaluations_to_tol"] and REFERENCE["L_z"][800] == 1.2e6
+    assert ref["lj800"]["mlp"]["L_z"] == {"mean": 2.60e-2, "std": 1.01e-2}
+    reference("lj800")["mlp"]["L_z"]["mean"] = 0.0  # a copy: the next reader sees the file's numbers
+    assert reference("lj800")["mlp"]["L_z"]["mean"] == 2.60e-2
+    # no copy of a distinctive reference number in code (it would drift from the file)
+    pattern = re.compile(r"(?<![\d.])(1\.2e6|1\.1e5|8\.8e4|6\.3e4|1\.85e-2|9\.58e-3|6\.93e-3|3\.98e-3|2\.60e-2|"
+                         r"1\.34e-3|4\.45e-3|1\.28e-2|2\.84e-3)(?![\d])")
+    hits = [f"{p.relative_to(ROOT)}: {m}" for p in [*BENCH.glob("*.py"), *(ROOT / "src").rglob("*.py")]
+            for m in pattern.findall(p.read_text())]
+    assert not hits, hits
+
+
+# ------------------------------------------------------------------------------------ the grid
+def _tiny(seed: int = 1, **training):
+    from macrodyn.config import parse_config
+
+    return parse_config({"name": "grid", "seed": seed, "threads": 1,
+                         "system": {"name": "predator_prey", "params": {"n": 8}},
+                         "data": {"n_train_trajectories": 10, "n_test_trajectories": 2, "n_steps": 100,
+                                  "save_every": 10, "chunk_trajectories": 3},
+                         "closure": {"epochs": 1, "hidden": [8]},
+                         "model": {"hidden": [8], "potential_hidden": [8]},
+                         "training": {"epochs": 1, "budget": 400, "chunk_configs": 50, **training}})
+
+
+def test_grid_shares_data_per_key_and_reads_finished_points_back(tmp_path):
+    from macrodyn.errors import InputError
+    from macrodyn.study import GridPoint, run_grid
+
+    shared = {f"seed{s}": _tiny(s) for s in (1, 2)}
+    points = [GridPoint(f"{loss}_b{b}", _tiny(s, loss=loss, p=1.0 if loss == "L_z" else 0.25, budget=b),
+                        data=f"seed{s}", tags={"loss": loss})
+              for s in (1, 2) for loss in ("L_z", "L_xp") for b in (160, 320)]
+    res = run_grid(points, shared, tmp_path, progress=False)
+    assert [r.point for r in res] == points and all(r.trained for r in res)
+    assert sorted(p.name for p in (tmp_path / "seed1").iterdir() if p.is_dir()) == [
+        "L_xp_b160", "L_xp_b320", "L_z_b160", "L_z_b320", "shared"]
+    for r in res:
+        assert r.metrics["force_evaluations"] == r.point.cfg.training.budget
+        assert r.shared.out == tmp_path / r.point.data / "shared" and r.seconds > 0
+        # every point of a key trained on its key's closure
+        assert (r.run.out / "closure.pt").read_bytes() == (r.shared.out / "closure.pt").read_bytes()
+    stamp = (tmp_path / "seed2" / "L_z_b320" / "metrics.json").stat().st_mtime_ns
+    again = run_grid(points, shared, tmp_path, progress=False)
+    assert not any(r.trained for r in again) and [r.metrics for r in again] == [r.metrics for r in res]
+    assert (tmp_path / "seed2" / "L_z_b320" / "metrics.json").stat().st_mtime_ns == stamp
+
+    changed = [GridPoint("L_z_b160", _tiny(1, loss="L_z", p=1.0, budget=160, lr=1e-2), data="seed1")]
+    with pytest.raises(InputError, match="different config"):
+        run_grid(changed, shared, tmp_path, progress=False)
+    other_data = _tiny(1, loss="L_z", p=1.0, budget=160).model_copy(update={"name": "x"}, deep=True)
+    other_data.data.n_train_trajectories = 9
+    with pytest.raises(InputError, match="differ from those of its shared run"):
+        run_grid([GridPoint("new", other_data, data="seed1")], shared, tmp_path, progress=False)
+    with pytest.raises(InputError, match="no shared run"):
+        run_grid([GridPoint("a", _tiny(1), data="seed9")], shared, tmp_path, progress=False)
+    with pytest.raises(InputError, match="unique"):
+        run_grid([GridPoint("a", _tiny(1), "seed1"), GridPoint("a", _tiny(1), "seed1")], shared, tmp_path,
+                 progress=False)
+
+
+def test_grid_on_an_existing_shared_run_folder(tmp_path):
+    from macrodyn.study import GridPoint, prepare_shared, run_grid
+
+    shared = prepare_shared(_tiny(), tmp_path / "base")  # e.g. a finished `macrodyn run` folder
+    (res,) = run_grid([GridPoint("L_xp", _tiny(p=0.5))], {"": shared.out}, tmp_path / "cells", progress=False)
+    assert res.run.out == tmp_path / "cells" / "L_xp" and res.shared.out == shared.out
+    assert not (tmp_path / "cells" / "shared").exists()
