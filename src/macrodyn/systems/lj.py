@@ -229,11 +229,14 @@ def _forces_all_cells(pos, box, rc2, eps, sig2, nc, head, nxt):
 
 
 @jit(error_model="numpy")
-def _forces_allpairs(pos, box, atoms, rc2, eps, sig2, nimg):
-    """Forces on ``atoms`` from every atom and every periodic image with ``|n_a| ≤ nimg``."""
+def _allpairs(pos, box, atoms, rc2, eps, sig2, nimg, ushift, energy):
+    """Forces on ``atoms`` from every atom and every periodic image with ``|n_a| ≤ nimg``; with
+    ``energy``, also ``½ Σ`` of the shifted pair energy over those ordered pairs (the total
+    energy when ``atoms`` is every atom: each pair, an atom's own images included, is seen twice)."""
     n = pos.shape[0]
     m = atoms.shape[0]
     out = np.zeros((m, 3))
+    e = 0.0
     for q in range(m):
         i = atoms[q]
         for j in range(n):
@@ -257,34 +260,9 @@ def _forces_allpairs(pos, box, atoms, rc2, eps, sig2, nimg):
                             out[q, 0] += g * rx
                             out[q, 1] += g * ry
                             out[q, 2] += g * rz
-    return out
-
-
-@jit(error_model="numpy")
-def _energy_allpairs(pos, box, rc2, eps, sig2, nimg, ushift):
-    n = pos.shape[0]
-    e = 0.0
-    for i in range(n):
-        for j in range(i, n):
-            rx0 = pos[i, 0] - pos[j, 0]
-            ry0 = pos[i, 1] - pos[j, 1]
-            rz0 = pos[i, 2] - pos[j, 2]
-            rx0 -= box * math.floor(rx0 / box + 0.5)
-            ry0 -= box * math.floor(ry0 / box + 0.5)
-            rz0 -= box * math.floor(rz0 / box + 0.5)
-            for a in range(-nimg, nimg + 1):
-                for b in range(-nimg, nimg + 1):
-                    for c in range(-nimg, nimg + 1):
-                        if j == i and a == 0 and b == 0 and c == 0:
-                            continue
-                        rx = rx0 + a * box
-                        ry = ry0 + b * box
-                        rz = rz0 + c * box
-                        r2 = rx * rx + ry * ry + rz * rz
-                        if r2 < rc2:
-                            # an atom's own images are counted in both directions: half each
-                            e += (0.5 if j == i else 1.0) * (_pair_energy(r2, eps, sig2) - ushift)
-    return e
+                            if energy:
+                                e += 0.5 * (_pair_energy(r2, eps, sig2) - ushift)
+    return out, e
 
 
 # ----------------------------------------------------------------------- public API
@@ -374,7 +352,7 @@ def lj_forces(positions, box, atoms=None, cutoff: float = 2.5, *, epsilon: float
     if method == "allpairs" or nc < 3:
         _check_finite(pos)
         idx = np.arange(n, dtype=np.int64) if sel is None else sel
-        return _forces_allpairs(pos, box, idx, rc2, eps, sig2, _image_range(box, cutoff))
+        return _allpairs(pos, box, idx, rc2, eps, sig2, _image_range(box, cutoff), 0.0, False)[0]
     head, nxt, ok = _bin(pos, box, nc)
     if not ok:
         raise InputError(_NOT_FINITE)
@@ -403,6 +381,6 @@ def lj_energy(positions, box, cutoff: float = 2.5, *, epsilon: float = 1.0, sigm
     """
     pos, box, cutoff = _check(positions, box, cutoff)
     _check_finite(pos)
-    return float(_energy_allpairs(pos, box, cutoff * cutoff, float(epsilon), float(sigma) ** 2,
-                                  _image_range(box, cutoff),
-                                  float(lj_pair_energy(cutoff, epsilon, sigma)) if shift else 0.0))
+    ushift = float(lj_pair_energy(cutoff, epsilon, sigma)) if shift else 0.0
+    return float(_allpairs(pos, box, np.arange(len(pos)), cutoff * cutoff, float(epsilon), float(sigma) ** 2,
+                           _image_range(box, cutoff), ushift, True)[1])
