@@ -196,7 +196,21 @@ def field_rows(model, prefix: str = "", missing: list[str] | None = None,
         limits = _constraints(field)
         typ = _type_str(ann) + (f" ({limits})" if limits else "")
         rows.append((dotted, typ, _default_str(field), meaning))
+        sub = _optional_section(ann)
+        if sub is not None:  # an optional section (`training.surrogate`): its fields follow as rows
+            rows += field_rows(sub, dotted + ".", missing, notes, note_prefix + name + "."
+                               if note_prefix else "")
     return rows
+
+
+def _optional_section(ann):
+    """``Model`` of an annotation ``Model | None`` (a section that may be left out), else None."""
+    from pydantic import BaseModel
+
+    if typing.get_origin(ann) not in (typing.Union, types.UnionType):
+        return None
+    models = [a for a in typing.get_args(ann) if isinstance(a, type) and issubclass(a, BaseModel)]
+    return models[0] if len(models) == 1 else None
 
 
 def _table(rows) -> str:

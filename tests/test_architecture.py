@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "macrodyn"
-OPTION_NAMES = {"L_z", "L_x", "L_xp", "uniform", "importance", "fixed", "on_demand", "snapshots", "rollout",
-                "plateau", "cosine", "onsager", "mlp", "gfinn"}
+OPTION_NAMES = {"L_z", "L_x", "L_xp", "uniform", "importance", "fixed", "on_demand", "snapshots", "surrogate",
+                "rollout", "plateau", "cosine", "onsager", "mlp", "gfinn"}
 
 
 def test_layers_contract():

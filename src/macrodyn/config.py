@@ -14,7 +14,8 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 
 from macrodyn.errors import InputError
 from macrodyn.systems.base import MicroSystem
-from macrodyn.systems.registry import SYSTEMS, build_system
+from macrodyn.systems.registry import SYSTEMS, build_system, format_params_error
+from macrodyn.training.control import check_surrogate
 from macrodyn.training.losses import make_loss
 from macrodyn.training.sampling import make_labelling
 
@@ -157,6 +158,23 @@ class ModelConfig(_Strict):
     activation: Literal["tanh", "relu", "softplus", "gelu", "silu", "requ"] = "tanh"
 
 
+class SurrogateConfig(_Strict):
+    """The cheap approximate system of ``training.control: surrogate``."""
+
+    name: str | None = Field(None, description="a registered system name or import path `package.module:Class`; "
+                             "null: the run's own system (system.name)")
+    params: dict = Field(default_factory=dict, description="constructor parameters merged over system.params (for "
+                         "another class, over those of them it also takes), e.g. {cutoff: 1.5} for a short-cutoff "
+                         "Lennard–Jones on the same atoms and box")
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v):
+        if v is not None:
+            SYSTEMS.resolve(v)
+        return v
+
+
 class TrainingConfig(_Strict):
     """Labelling budget and the dynamics fit (stage 2)."""
 
@@ -202,12 +220,18 @@ class TrainingConfig(_Strict):
     on_demand_visits: StrictInt = Field(2, gt=0, le=MAX_COUNT, description="on_demand: fresh subsets per "
                                         "configuration the budget pays for (pool = budget / (units per config · "
                                         "visits))")
-    control: Literal["none", "snapshots"] = Field(
+    control: Literal["none", "snapshots", "surrogate"] = Field(
         "none", description="none: fit the sampled forces (paper); snapshots: fit their residual from the other "
         "labelled configurations' mean within ±control_window snapshots, and add J c exactly (unbiased, no "
-        "force evaluations; training/control.py)")
+        "force evaluations; training/control.py); surrogate: the same with c = β s, s the forces of the cheap "
+        "system of training.surrogate on every coordinate of each labelled configuration and β a least-squares "
+        "scale per coordinate slot (unbiased; its evaluations are reported apart from the budget)")
     control_window: StrictInt = Field(12, ge=0, le=MAX_STEPS, description="control: snapshots either side whose "
                                       "labels predict a configuration's forces")
+    surrogate: SurrogateConfig | None = Field(
+        None, description="control: surrogate: the cheap system, {name, params}; e.g. {params: {cutoff: 1.5}} is "
+        "the run's Lennard–Jones system truncated at 1.5σ. It must have the system's coordinates; other controls "
+        "ignore it (a study may switch the control off per point)")
 
     @model_validator(mode="after")
     def _check(self):
@@ -216,6 +240,9 @@ class TrainingConfig(_Strict):
         if self.control != "none" and (self.loss != "L_xp" or self.labelling != "fixed"):
             raise ValueError(f"control: {self.control} needs loss: L_xp with labelling: fixed (got loss: {self.loss}, "
                              f"labelling: {self.labelling}); set control: none")
+        if self.control == "surrogate" and self.surrogate is None:
+            raise ValueError("control: surrogate needs a surrogate section, e.g. surrogate: {params: {cutoff: 1.5}} "
+                             "(the run's system with other parameters) or surrogate: {name: package.module:Class}")
         return self
 
 
@@ -275,6 +302,37 @@ class RunConfig(_Strict):
     @classmethod
     def _check_threads(cls, v):
         return _check_threads(v, "threads")
+
+    @model_validator(mode="after")
+    def _check_surrogate(self):
+        s = self.training.surrogate
+        if s is not None:
+            name, params = surrogate_spec(self)
+            try:
+                SYSTEMS.params_model(name).model_validate(params)
+            except ValidationError as e:
+                raise ValueError(format_params_error(e, "training.surrogate.params")) from None
+        return self
+
+
+def surrogate_spec(cfg: RunConfig) -> tuple[str, dict]:
+    """``(name, params)`` of the surrogate system of ``training.surrogate``: its name (default
+    ``system.name``) and its params merged over ``system.params`` (for another class, over
+    those of them that class also takes)."""
+    s, system = cfg.training.surrogate, cfg.system
+    if s is None:
+        raise InputError("training.surrogate is not set; give it for training.control: surrogate.")
+    name = s.name or system.name
+    inherited = system.params
+    if SYSTEMS.resolve(name) is not SYSTEMS.resolve(system.name):
+        known = SYSTEMS.params_model(name).model_fields
+        inherited = {k: v for k, v in inherited.items() if k in known}
+    return name, {**inherited, **s.params}
+
+
+def build_surrogate(cfg: RunConfig) -> MicroSystem:
+    """The surrogate system of ``training.surrogate`` (built with the system registry)."""
+    return build_system(*surrogate_spec(cfg))
 
 
 def _format_errors(err: ValidationError, source: str) -> str:
@@ -413,6 +471,7 @@ def check_before_work(cfg: RunConfig, system: MicroSystem | None = None) -> None
     - ``device: cuda`` without a visible CUDA device;
     - a ``closure.dim`` that leaves no room below the system's coordinates minus its given
       observables;
+    - a ``training.surrogate`` whose coordinates are not the system's;
     - a ``training.budget`` that buys fewer than 2 configurations, or more configurations
       (``budget // units_per_config``, divided by ``on_demand_visits`` for on-demand
       labelling) than the training pool holds (skipped with ``data.min_observable``,
@@ -443,6 +502,8 @@ def check_before_work(cfg: RunConfig, system: MicroSystem | None = None) -> None
     if n is not None and not cfg.closure.dim < n - d_obs:
         raise InputError(f"closure.dim = {cfg.closure.dim} is too large: with {d_obs} given observable(s) and "
                          f"N = {n} coordinates it must be < {n - d_obs}.")
+    if t.control == "surrogate":
+        check_surrogate(build_surrogate(cfg), system)
     units = make_loss(t.loss, t.p).units(system.n_units)
     n_configs = t.budget // units // make_labelling(t.labelling, t.on_demand_visits).visits
     if n_configs < 2:

@@ -32,6 +32,8 @@ def test_fit_score_match_the_pipeline(pipeline_run, tmp_path):
     model = MacroModel(PredatorPrey(**run.cfg.system.params), run.cfg).fit(train)
     assert model is not None and len(model.fields_) == 2
     assert model.force_evaluations_ == metrics["force_evaluations"] == 1200
+    assert metrics["surrogate_force_evaluations"] == model.surrogate_force_evaluations_ == 0  # no surrogate control
+    assert metrics["surrogate_seconds"] is None and model.surrogate_seconds_ is None
     errs = model.errors(test)
     np.testing.assert_allclose(errs, np.load(run.out / "test_errors.npy"), rtol=1e-5, atol=1e-9)
     assert model.score(test) == pytest.approx(metrics["rollout_rel_error"], rel=1e-5)

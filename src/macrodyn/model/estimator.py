@@ -28,7 +28,7 @@ from macrodyn.errors import InputError
 from macrodyn.evaluation.rollout import rollout
 from macrodyn.io import load_torch, save_torch
 from macrodyn.model import steps as S
-from macrodyn.model.parts import labelling_of, make_closure, n_configs, select_trajectories, stream_rng
+from macrodyn.model.parts import control_of, labelling_of, make_closure, n_configs, select_trajectories, stream_rng
 from macrodyn.systems.base import MicroSystem
 from macrodyn.systems.registry import build_system
 
@@ -40,17 +40,22 @@ class MacroModel:
         system: the microscopic system (its forces are called during :meth:`fit`).
         config: a :class:`RunConfig` or a dict of its fields (default: the defaults);
             ``config.system`` is ignored in favour of ``system``.
+        surrogate: the cheap system of ``training.control: surrogate`` (default: built from
+            ``config.training.surrogate`` over ``config.system``); it must have ``system``'s coordinates.
         progress: show progress bars.
     """
 
-    def __init__(self, system: MicroSystem, config: RunConfig | dict | None = None, *, progress: bool = False):
-        self.system = system
+    def __init__(self, system: MicroSystem, config: RunConfig | dict | None = None, *,
+                 surrogate: MicroSystem | None = None, progress: bool = False):
+        self.system, self.surrogate = system, surrogate
         self.config = config if isinstance(config, RunConfig) else parse_config(config or {}, "MacroModel config")
         self.progress = progress
         self.closure_: ClosureAutoencoder | None = None
         self.fields_: list[StandardizedField] = []
         self.histories_: dict = {}
         self.force_evaluations_: int = 0
+        self.surrogate_force_evaluations_: int = 0  # the surrogate control's, apart from the budget
+        self.surrogate_seconds_: float | None = None
 
     # ------------------------------------------------------------------ fit
     def fit(self, trajectories: np.ndarray) -> "MacroModel":
@@ -75,11 +80,17 @@ class MacroModel:
         lab = {k: np.concatenate([p[k] for p in labels]) for k in labels[0]}
         lab[K.WHERE] = where
         self.force_evaluations_ = units_in(lab[K.INDEX], system.coords_per_unit)
-        control = S.build_control(cfg, system, lab)
         rows = np.arange(len(where))
-        feats = S.features(cfg, ae, ((traj[where[s:s + chunk, 0], where[s:s + chunk, 1]],
-                                      {k: v[s:s + chunk] for k, v in lab.items()}, rows[s:s + chunk])
-                                     for s in range(0, len(where), chunk)), control)
+
+        def chunks():
+            return ((traj[where[s:s + chunk, 0], where[s:s + chunk, 1]], {k: v[s:s + chunk] for k, v in lab.items()},
+                     rows[s:s + chunk]) for s in range(0, len(where), chunk))
+
+        spec = control_of(cfg, system, self.surrogate)
+        before = S.surrogate_counter(spec)
+        control = S.build_control(cfg, system, spec, lab, chunks)
+        feats = S.features(cfg, ae, chunks(), control)
+        self.surrogate_force_evaluations_, self.surrogate_seconds_ = S.surrogate_cost(spec, before)
         stats = S.standardisation(cfg, feats)
         n_sel = select_trajectories(cfg.training)
         score = None
@@ -137,7 +148,9 @@ class MacroModel:
         self._check_fitted()
         save_torch({"config": self.config.model_dump(), "closure": self.closure_.state_dict(),
                     "fields": [f.state_dict() for f in self.fields_], "histories": self.histories_,
-                    "force_evaluations": self.force_evaluations_}, path)
+                    "force_evaluations": self.force_evaluations_,
+                    "surrogate_force_evaluations": self.surrogate_force_evaluations_,
+                    "surrogate_seconds": self.surrogate_seconds_}, path)
 
     @classmethod
     def load(cls, path: str | Path, system: MicroSystem | None = None) -> "MacroModel":
@@ -153,6 +166,8 @@ class MacroModel:
             field.load_state_dict(state)
             model.fields_.append(field.eval())
         model.histories_, model.force_evaluations_ = ck["histories"], ck["force_evaluations"]
+        model.surrogate_force_evaluations_ = ck.get("surrogate_force_evaluations", 0)
+        model.surrogate_seconds_ = ck.get("surrogate_seconds")
         return model
 
     # -------------------------------------------------------------- helpers

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from macrodyn.closure.autoencoder import ClosureAutoencoder
-from macrodyn.config import ClosureConfig, ModelConfig, RunConfig, TrainingConfig
+from macrodyn.config import ClosureConfig, ModelConfig, RunConfig, TrainingConfig, build_surrogate
 from macrodyn.dynamics import GFINN, MLPField, OnsagerNet, StandardizedField
 from macrodyn.errors import InputError
 from macrodyn.systems.base import MicroSystem
@@ -61,8 +61,12 @@ def labelling_of(t: TrainingConfig):
     return make_labelling(t.labelling, t.on_demand_visits)
 
 
-def control_of(t: TrainingConfig):
-    return make_control(t.control, t.control_window)
+def control_of(cfg: RunConfig, system: MicroSystem, surrogate: MicroSystem | None = None):
+    """The control's builder (None: no control). ``training.control: surrogate`` uses ``surrogate``,
+    or builds the system ``training.surrogate`` names; either must have ``system``'s coordinates."""
+    t = cfg.training
+    return make_control(t.control, t.control_window, system=system,
+                        surrogate=lambda: surrogate if surrogate is not None else build_surrogate(cfg))
 
 
 def closure_only(c: ClosureConfig) -> bool:

@@ -102,26 +102,44 @@ def label_columns(cfg: RunConfig, system: MicroSystem) -> dict[str, tuple]:
     return cols
 
 
-def build_control(cfg: RunConfig, system: MicroSystem, lab: dict[str, np.ndarray] | None):
-    """The control variate of ``training.control`` from all labels ``lab`` (None: no control)."""
-    spec = control_of(cfg.training)
+def build_control(cfg: RunConfig, system: MicroSystem, spec, lab: dict[str, np.ndarray] | None,
+                  chunks: Callable[[], Iterable[tuple[np.ndarray, dict, np.ndarray]]] | None = None):
+    """The control variate of builder ``spec`` (:func:`macrodyn.model.parts.control_of`; None: no
+    control) from all labels ``lab`` (read only where ``spec.needs_where``) or from a first pass
+    over ``chunks()``, which yields what :func:`features` takes."""
     if spec is None:
         return None
-    if lab is None or K.WHERE not in lab:
+    if spec.needs_where and (lab is None or K.WHERE not in lab):
         raise InputError("training.control: snapshots needs labels that name their snapshot; this labels table "
                          "is older: delete its 'labels' folder and label again.")
-    return spec.build(lab[K.WHERE], lab[K.INDEX], lab[K.FORCES], system.n_coords, n_saved(cfg),
-                      system.coords_per_unit)
+    return spec.build(lab, chunks, system.n_coords, n_saved(cfg), system.coords_per_unit)
+
+
+def surrogate_counter(spec) -> tuple[int, float] | None:
+    """``(force evaluations, seconds)`` the control builder's surrogate has counted so far (None
+    for no control or one without a surrogate)."""
+    s = None if spec is None else spec.surrogate
+    return None if s is None else (s.counter.labels, s.counter.label_seconds)
+
+
+def surrogate_cost(spec, before: tuple[int, float] | None) -> tuple[int, float | None]:
+    """What the surrogate spent since :func:`surrogate_counter` read ``before``: ``(0, None)``
+    without a surrogate."""
+    now = surrogate_counter(spec)
+    if now is None:
+        return 0, None
+    return now[0] - before[0], now[1] - before[1]
 
 
 def features(cfg: RunConfig, ae: ClosureAutoencoder, chunks: Iterable[tuple[np.ndarray, dict, np.ndarray]],
              control=None) -> dict[str, torch.Tensor]:
     """Features of labelled configurations, chunk by chunk: ``chunks`` yields
-    ``(x (b, N), labels {INDEX, FORCES[, WEIGHTS]}, rows (b,))`` with ``rows`` the labels' row numbers."""
+    ``(x (b, N), labels {INDEX, FORCES[, WEIGHTS]}, rows (b,))`` with ``rows`` the labels' row numbers;
+    ``control(rows, x)`` is the ``(b, N)`` prediction of a control variate."""
     rows_needed = loss_of(cfg.training).needs_rows
     chunks = (check_labels(x, lab, rows) for x, lab, rows in chunks)
     parts = [compute_features(ae, x, lab[K.INDEX], lab[K.FORCES], w=lab.get(K.WEIGHTS),
-                              control=None if control is None else control(rows), rows=rows_needed)
+                              control=None if control is None else control(rows, x), rows=rows_needed)
              for x, lab, rows in chunks]
     return {k: torch.cat([p[k] for p in parts]).to(device(cfg)) for k in parts[0]}
 

@@ -12,7 +12,7 @@ from macrodyn.closure.jacobian import batch_jacobian, pinv_rows
 from macrodyn.data.store import ChunkedTable
 from macrodyn.dynamics import StandardizedField
 from macrodyn.errors import InputError
-from macrodyn.io import load_torch, save_torch
+from macrodyn.io import load_json, load_torch, save_json, save_torch
 from macrodyn.model import steps as S
 from macrodyn.model.parts import control_of, device, labelling_of, loss_of, sampler_of, select_trajectories
 from macrodyn.run.chunks import for_each_chunk
@@ -73,15 +73,43 @@ def member_task(run: Run, m: int) -> None:
 
 def stored_features(run: Run, ae: ClosureAutoencoder) -> dict[str, torch.Tensor]:
     """Features of the stored labels, chunk by chunk of the labels table (so only one chunk's
-    configurations are in memory: 16 000 of them are 4.9 GB at 6 400 atoms)."""
+    configurations are in memory: 16 000 of them are 4.9 GB at 6 400 atoms). With a surrogate
+    control its force evaluations and seconds are written to ``surrogate.json`` (see
+    :func:`surrogate_record`)."""
     table = ChunkedTable.open(run.store, "labels")
-    control = None
-    if control_of(run.cfg.training) is not None:
-        lab = table.read([c for c in (K.WHERE, K.INDEX, K.FORCES) if c in table.columns])
-        control = S.build_control(run.cfg, run.system, lab)
     rows = np.arange(table.n_rows)
-    chunks = ((labelled_configs(run, lab), lab, rows[table.chunk_slice(c)]) for c, lab in enumerate(table.iter_chunks()))
-    return S.features(run.cfg, ae, chunks, control)
+
+    def chunks():
+        return ((labelled_configs(run, lab), lab, rows[table.chunk_slice(c)])
+                for c, lab in enumerate(table.iter_chunks()))
+
+    spec = control_of(run.cfg, run.system)
+    before = S.surrogate_counter(spec)
+    lab = None
+    if spec is not None and spec.needs_where:
+        lab = table.read([c for c in (K.WHERE, K.INDEX, K.FORCES) if c in table.columns])
+    control = S.build_control(run.cfg, run.system, spec, lab, chunks)
+    feats = S.features(run.cfg, ae, chunks(), control)
+    if spec is not None and spec.surrogate is not None:
+        evals, seconds = S.surrogate_cost(spec, before)
+        save_json({"surrogate_force_evaluations": evals, "surrogate_seconds": seconds}, run.out / SURROGATE_FILE)
+    return feats
+
+
+#: what one pass of a surrogate control cost (written by :func:`stored_features`)
+SURROGATE_FILE = "surrogate.json"
+
+
+def surrogate_record(run: Run) -> dict:
+    """``{surrogate_force_evaluations, surrogate_seconds}`` of the run's surrogate control: the
+    surrogate's own force counter over one features pass (its forces at the labelled units for
+    ``β``, then on every unit of each labelled configuration). A process that computes the
+    features again (a resumed run, each Dask worker) repeats the pass; the record is of one.
+    ``(0, None)`` without a surrogate or before the features were computed."""
+    path = run.out / SURROGATE_FILE
+    rec = load_json(path) if path.exists() else {}
+    return {"surrogate_force_evaluations": int(rec.get("surrogate_force_evaluations", 0)),
+            "surrogate_seconds": rec.get("surrogate_seconds")}
 
 
 def selection_score(run: Run, ae: ClosureAutoencoder):

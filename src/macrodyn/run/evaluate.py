@@ -12,6 +12,7 @@ from macrodyn.data.validate import units_in
 from macrodyn.dynamics import StandardizedField
 from macrodyn.io import save_json
 from macrodyn.model import steps as S
+from macrodyn.run.dynamics import surrogate_record
 from macrodyn.run.folder import Run
 from macrodyn.run.simulate import simulation_force_evaluations
 
@@ -42,6 +43,7 @@ def evaluate_stage(run: Run, ae: ClosureAutoencoder, fields: list[StandardizedFi
         "units_per_config": run.units_per_config,
         "force_evaluations": n_evals,
         "simulation_force_evaluations": simulation_force_evaluations(run),
+        **surrogate_record(run),  # training.control: surrogate: the cheap system's evaluations, apart from the budget
         **error_summary(errs),
         "n_members": len(fields),
         "n_test_trajectories": test.n_rows,

@@ -8,6 +8,7 @@ Run folder::
                          points at its training snapshot instead of copying it
     closure.pt           closure autoencoder + training history
     dynamics/member_K.pt macroscopic models + histories
+    surrogate.json       training.control: surrogate: the surrogate's force evaluations and seconds
     metrics.json         the numbers (force evaluations, rollout error, timings)
     report.md, figures/  the report
 

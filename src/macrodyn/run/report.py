@@ -74,6 +74,8 @@ def report_markdown(run: Run, m: dict, labels: list[str]) -> str:
         f"| labelled configurations | {m['n_configs']} × {m['units_per_config']} units |",
         f"| force evaluations (labels) | {m['force_evaluations']:,} |",
         f"| force evaluations (simulation) | {m['simulation_force_evaluations']:,} |",
+        *([f"| force evaluations (surrogate control) | {m['surrogate_force_evaluations']:,} in "
+           f"{m['surrogate_seconds'] or 0.0:.1f} s |"] if m.get("surrogate_force_evaluations") else []),
         f"| rollout relative error, mean | {err} |",
         f"| rollout relative error, median trajectory | {_fmt(m['rollout_rel_error_median_trajectory'])} |",
         f"| rollout relative error, worst trajectory | {_fmt(m['rollout_rel_error_max_trajectory'])} "

@@ -115,7 +115,8 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
     return parse_config(data, "study point")  # validated once, with the point's values
 
 
-_NO_CONTROL = {"control": "none", "control_window": TrainingConfig.model_fields["control_window"].default}
+_NO_CONTROL = {"control": "none", "control_window": TrainingConfig.model_fields["control_window"].default,
+               "surrogate": None}
 #: a point's training fields per loss (None: the size's shared run, which labels nothing). Only
 #: L_x,p keeps the control variate: the shared run labels nothing and L_z's labels are exact.
 POINT_TRAINING = {

@@ -1,4 +1,5 @@
-"""A control variate for L_x,p's labels, built from the other labelled configurations.
+"""Control variates for L_x,p's labels: from the other labelled configurations, or from a
+cheap surrogate of the forces.
 
 A configuration's 50-atom label is noisy because the forces it did not compute are unknown.
 But the other configurations' labels are already paid for, and in trajectory data they are
@@ -22,10 +23,26 @@ and the estimate of ``J f`` becomes ``J c + (N/k) J_I (f_I − c_I)``. Because `
 labels are left out, ``c`` does not depend on ``m``'s subset and both stay unbiased; the
 noise falls with how well ``c`` predicts ``f`` (README, force budget section). No force is
 evaluated.
+
+:class:`SurrogateControl` (``training.control: surrogate``) predicts ``c = β_s · s(x)`` with
+``s`` a cheap approximate system of the same coordinates (a short-cutoff force field beside
+DFT, say), evaluated on every coordinate of each labelled configuration; ``β_s`` is the
+least-squares scale per slot from ``s`` at the labelled coordinates only. ``c`` depends on
+the configuration, not on its subset, so for fixed ``β`` both stay exactly unbiased whatever
+the surrogate; the noise falls with how well ``β s`` predicts ``f``.
 """
 from __future__ import annotations
 
+from typing import Callable, Iterable
+
 import numpy as np
+
+from macrodyn import keys as K
+from macrodyn.errors import InputError
+from macrodyn.systems.base import MicroSystem
+
+#: ``chunks()`` yields ``(x (b, N), labels {INDEX, FORCES, ...}, rows (b,))`` of every labelled configuration
+Chunks = Callable[[], Iterable[tuple[np.ndarray, dict, np.ndarray]]]
 
 
 class SnapshotControl:
@@ -77,28 +94,101 @@ class SnapshotControl:
         c[own, self.idx[rows]] -= 1.0
         return np.where(c > 0.5, s / np.maximum(c, 1.0), 0.0)
 
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
-        """``(b, N)`` predicted forces of labelled configurations ``rows`` (indices into the labels)."""
+    def __call__(self, rows: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
+        """``(b, N)`` predicted forces of labelled configurations ``rows`` (indices into the labels;
+        their configurations ``x`` are not needed)."""
         raw = self._raw(np.asarray(rows))
         return raw * np.tile(self.beta, raw.shape[1] // self.cpu)[None]
+
+
+def slot_scale(idx: np.ndarray, forces: np.ndarray, pred: np.ndarray, coords_per_unit: int,
+               sums: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Accumulate ``(Σ f·s, Σ s²)`` per slot ``idx mod coords_per_unit`` over labelled coordinates
+    (``idx, forces, pred`` of one shape); ``β = Σ f s / Σ s²`` (0 where ``Σ s² = 0``)."""
+    num, den = sums if sums is not None else (np.zeros(coords_per_unit), np.zeros(coords_per_unit))
+    slot = (np.asarray(idx) % coords_per_unit).ravel()
+    num += np.bincount(slot, (forces * pred).ravel(), coords_per_unit)
+    den += np.bincount(slot, (pred * pred).ravel(), coords_per_unit)
+    return num, den
+
+
+class SurrogateControl:
+    """``c = β_s · s(x)``: a cheap system's forces on every coordinate, scaled per coordinate slot.
+
+    Args:
+        surrogate: the cheap system (same coordinates as the expensive one); its ``counter``
+            counts what the control costs.
+        beta: ``(coords_per_unit,)`` scales, one per slot ``i mod coords_per_unit``.
+    """
+
+    def __init__(self, surrogate: MicroSystem, beta: np.ndarray):
+        self.surrogate, self.beta = surrogate, np.asarray(beta, dtype=np.float64)
+
+    def __call__(self, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """``(b, N)`` predicted forces of the labelled configurations ``x`` ``(b, N)`` (``rows`` unused)."""
+        s = self.surrogate.forces(x)
+        return s * np.tile(self.beta, s.shape[1] // len(self.beta))[None]
 
 
 class Snapshots:
     """``training.control: snapshots``: builds a :class:`SnapshotControl` from a labels table."""
 
-    needs_where = True  # labels must name their snapshot
+    needs_where = True  # labels must name their snapshot (and all of them are read at once)
+    surrogate = None  # evaluates no force
 
     def __init__(self, window: int = 12):
         self.window = window
 
-    def build(self, where: np.ndarray, idx: np.ndarray, forces: np.ndarray, n_coords: int, n_saved: int,
+    def build(self, lab: dict[str, np.ndarray], chunks: Chunks | None, n_coords: int, n_saved: int,
               coords_per_unit: int = 1) -> SnapshotControl:
-        return SnapshotControl(where, idx, forces, n_coords, n_saved, self.window, coords_per_unit)
+        return SnapshotControl(lab[K.WHERE], lab[K.INDEX], lab[K.FORCES], n_coords, n_saved, self.window,
+                               coords_per_unit)
 
 
-def make_control(kind: str, window: int = 12) -> Snapshots | None:
-    """``"none" | "snapshots"`` → None or the control's builder."""
-    kinds = {"none": lambda: None, "snapshots": lambda: Snapshots(window)}
+class Surrogate:
+    """``training.control: surrogate``: builds a :class:`SurrogateControl` from a cheap system.
+
+    Args:
+        surrogate: the cheap system; like: the expensive one (the surrogate must have its
+            ``n_coords`` and ``coords_per_unit``, else :class:`InputError`).
+    """
+
+    needs_where = False
+
+    def __init__(self, surrogate: MicroSystem, like: MicroSystem):
+        check_surrogate(surrogate, like)
+        self.surrogate = surrogate
+
+    def build(self, lab: dict | None, chunks: Chunks, n_coords: int, n_saved: int,
+              coords_per_unit: int = 1) -> SurrogateControl:
+        """``β`` from a first pass over ``chunks``: the surrogate at the labelled coordinates only."""
+        sums = None
+        for x, lab_c, _ in chunks():
+            pred = self.surrogate.partial_forces(x, lab_c[K.INDEX])
+            sums = slot_scale(lab_c[K.INDEX], lab_c[K.FORCES], pred, coords_per_unit, sums)
+        if sums is None:
+            raise InputError("training.control: surrogate found no labelled configuration; run `macrodyn label`.")
+        num, den = sums
+        return SurrogateControl(self.surrogate, np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0))
+
+
+def check_surrogate(surrogate: MicroSystem, like: MicroSystem) -> None:
+    """Refuse a surrogate whose coordinates are not the system's (one line naming the fix)."""
+    if (surrogate.n_coords, surrogate.coords_per_unit) != (like.n_coords, like.coords_per_unit):
+        raise InputError(f"training.surrogate ({type(surrogate).__name__}) has N = {surrogate.n_coords} coordinates "
+                         f"({surrogate.coords_per_unit} per unit) but the system ({type(like).__name__}) has N = "
+                         f"{like.n_coords} ({like.coords_per_unit} per unit); give the surrogate the same size "
+                         "(e.g. the same n_atoms or n) in training.surrogate.params.")
+
+
+def make_control(kind: str, window: int = 12, *, system: MicroSystem | None = None,
+                 surrogate: Callable[[], MicroSystem] | None = None) -> Snapshots | Surrogate | None:
+    """``"none" | "snapshots" | "surrogate"`` → None or the control's builder (``surrogate()``
+    builds the cheap system, checked against ``system``; called only for ``"surrogate"``)."""
+    kinds = {"none": lambda: None, "snapshots": lambda: Snapshots(window),
+             "surrogate": lambda: Surrogate(surrogate(), system)}
     if kind not in kinds:
-        raise ValueError(f"unknown control {kind!r}; choose none or snapshots")
+        raise ValueError(f"unknown control {kind!r}; choose none, snapshots or surrogate")
+    if kind == "surrogate" and (surrogate is None or system is None):
+        raise ValueError("control surrogate needs the system and a surrogate factory")
     return kinds[kind]()
