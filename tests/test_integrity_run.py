@@ -156,3 +156,32 @@ def test_leftovers_of_a_killed_run_are_cleaned(tmp_path):
     removed = Run.create(cfg, out, progress=False)
     assert removed is not None
     assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+
+
+@pytest.mark.parametrize("table_no", [1, 3])  # the test table (after train), the labels table
+def test_sigkill_at_table_creation_then_rerun_gives_the_same_metrics(clean, tmp_path, table_no):
+    """The process dies (os._exit, as SIGKILL would) in the middle of creating a table, after its
+    arrays and before its metadata; the rerun resumes to the untouched run's metrics."""
+    import subprocess
+    import sys
+
+    code = ("import os, sys\n"
+            "import macrodyn.data.store as store\n"
+            "build, calls = store._build, []\n"
+            "def dying(group, *a, **kw):\n"
+            "    calls.append(1)\n"
+            f"    if len(calls) == {table_no}:\n"
+            "        for col in a[2]:  # some arrays written, the table's metadata not yet\n"
+            "            group.create_array(col, shape=(1,), dtype='f8')\n"
+            "        os._exit(137)\n"
+            "    return build(group, *a, **kw)\n"
+            "store._build = dying\n"
+            "from macrodyn.cli import entry\n"
+            "entry(sys.argv[1:])\n")
+    out = tmp_path / "run"
+    killed = subprocess.run([sys.executable, "-c", code, "run", str(clean / "tiny.yaml"), "--out", str(out), "-q"],
+                            capture_output=True, text=True)
+    assert killed.returncode == 137, killed.stderr
+    r = _cli("run", str(clean / "tiny.yaml"), "--out", str(out), "-q")
+    assert r.returncode == 0, r.stderr
+    assert _metrics(out)["rollout_rel_error"] == pytest.approx(_metrics(clean / "run")["rollout_rel_error"], rel=1e-9)
