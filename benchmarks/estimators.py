@@ -1,0 +1,291 @@
+"""Estimators at equal expensive budgets (docs/method.md, "Multi-fidelity control variate"):
+plain L_x,p against L_x,p with the surrogate control variate, on LJ-800.
+
+Does ``training.control: surrogate`` (a Lennard–Jones truncated at 1.5σ evaluated on all 800
+atoms of each labelled configuration; configs/lj800_surrogate.yaml) halve the expensive
+(2.5σ) force evaluations needed to reach e_tol = 3e-3, the force-budget study's tolerance?
+
+- ``L_xp``: ``--config`` as it is (configs/lj800.yaml, p = 1/16, shared microstates);
+- ``L_xp+surrogate``: the same base with ``training.control`` / ``training.surrogate`` (and
+  ``control_window``) of ``--surrogate-config`` (configs/lj800_surrogate.yaml; its other
+  sections must equal the base's).
+
+Each (estimator, budget) is trained for the draws ``seed, seed + 1, ...`` (run seeds): as in the
+force-budget study's draws (``macrodyn.study.point_config(..., seed=)``), every point sits on the
+same shared run (trajectories + closure of the base config, ``WORK/lj800/shared``) and another
+seed redraws only the configurations, labelled atoms, selection runs and initial weights. The
+expensive budget is the 2.5σ atom-force evaluations of the labels; the surrogate's own
+evaluations and seconds are recorded apart.
+
+    python benchmarks/estimators.py [--work runs/estimators] [--members 1 --jobs 2] \
+        [--skip L_xp:500000] [--note "..."]
+    python benchmarks/estimators.py --smoke [--out DIR]   # a tiny LJ system, seconds
+    python benchmarks/estimators.py --analyse-only        # table, summary and figure from the JSON
+
+``--jobs J`` (J > 1) trains the points in J processes of this script at once, each in-process on
+one thread (``threads: 1``, no Dask; neither is part of a run's identity), after the shared run is
+built here with the config's own thread settings; ``--members 1 --jobs 2`` uses two cores for
+one-member points. Finished points in ``--work`` are read back.
+
+Writes OUT/estimators.json: one record per (system, estimator, seed, budget) with ``system, n,
+estimator, seed, budget, error_at_budget, evaluations_to_tol, surrogate_seconds,
+surrogate_force_evaluations, e_tol, starts`` (``evaluations_to_tol``: the smallest tried budget
+of that (estimator, seed) whose error ≤ e_tol, else None), a ``summary`` (mean ± std over draws
+per estimator × budget; mean evaluations_to_tol per estimator and their ratio), ``notes``; and
+OUT/estimators.png (error vs budget, draws as points, mean as line).
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from common import CONFIGS, need_results, parse, parser, print_table, read_results, tiny, write_results
+from macrodyn import load_config
+from macrodyn.config import parse_config
+from macrodyn.study import GridPoint, iter_grid, prepare_shared, shared_folder
+
+NAME = "estimators"
+SYSTEM = "lj800"
+E_TOL = 3.0e-3  # the force-budget study's tolerance (ForceBudgetStudy.e_tol)
+BUDGETS = [500_000, 1_000_000]
+ESTIMATORS = ["L_xp", "L_xp+surrogate"]
+#: training fields that make the surrogate estimator (taken from --surrogate-config)
+CONTROL_FIELDS = ("control", "control_window", "surrogate")
+COLUMNS = ["estimator", "seed", "budget", "error_at_budget", "evaluations_to_tol", "n_members",
+           "surrogate_force_evaluations", "surrogate_seconds", "wall_seconds"]
+COLORS = {"L_xp": "C3", "L_xp+surrogate": "C2"}
+
+
+def control_settings(base, surrogate_cfg) -> dict:
+    """The training fields of the surrogate estimator; refuses a surrogate config that differs
+    from the base in anything else (then the comparison would not be of the estimator alone)."""
+    b, s = base.model_dump(exclude={"name"}), surrogate_cfg.model_dump(exclude={"name"})
+    for d in (b, s):
+        for f in CONTROL_FIELDS:
+            d["training"].pop(f, None)
+    differ = [k for k in b if b[k] != s[k]]
+    if differ:
+        raise SystemExit(f"--surrogate-config differs from --config in {differ} beyond training.{CONTROL_FIELDS}")
+    t = surrogate_cfg.training.model_dump()
+    return {f: t[f] for f in CONTROL_FIELDS}
+
+
+def point_config(base, estimator: str, budget: int, seed: int, control: dict, members: int | None,
+                 in_process: bool):
+    """The run config of one point: the base with the estimator's control, the budget and the seed
+    (on the base's shared trajectories and closure: the seed redraws only what the point labels
+    and trains)."""
+    d = base.model_dump()
+    d["name"] = f"{base.name}_{estimator.replace('+', '_')}_b{budget}_s{seed}"
+    d["seed"] = seed
+    d["training"]["budget"] = budget
+    if estimator == "L_xp+surrogate":
+        d["training"].update(control)
+    if members:
+        d["training"]["members"] = members
+    if in_process:  # one process per core (--jobs): no Dask, one thread (not part of the run's identity)
+        d["threads"], d["parallel"]["scheduler"] = 1, None
+    return parse_config(d, "estimators point")
+
+
+def point_name(estimator: str, budget: int, seed: int) -> str:
+    return f"{estimator.replace('+', '_')}_b{budget}_s{seed}"
+
+
+def make_points(args, base, control) -> list[GridPoint]:
+    """Every point, most informative first (the 1e6 pair and the surrogate's small budget before
+    the plain estimator's small budget); ``--skip EST:BUDGET`` leaves points out."""
+    skip = {(s.split(":")[0], int(float(s.split(":")[1]))) for s in args.skip}
+    order = sorted(((e, b) for e in args.estimators for b in args.budgets),
+                   key=lambda eb: (eb[0] == "L_xp" and eb[1] < max(args.budgets), -eb[1], eb[0]))
+    seeds = [args.seed + d for d in range(args.draws)]
+    return [GridPoint(point_name(e, b, s), point_config(base, e, b, s, control, args.members, args.jobs > 1),
+                      SYSTEM, tags={"estimator": e, "budget": b, "seed": s})
+            for e, b in order if (e, b) not in skip for s in seeds]
+
+
+def parts(points: list[GridPoint], jobs: int) -> list[list[GridPoint]]:
+    """Points split over ``jobs`` processes: each in turn to the least loaded (cost ∝ budget)."""
+    load, out = [0.0] * jobs, [[] for _ in range(jobs)]
+    for p in points:
+        j = int(np.argmin(load))
+        out[j].append(p)
+        load[j] += p.tags["budget"]
+    return out
+
+
+def record(res, e_tol: float) -> dict:
+    m, tags = res.metrics, res.point.tags
+    return {"system": SYSTEM, "n": res.run.cfg.system.params["n_atoms"], "estimator": tags["estimator"],
+            "seed": tags["seed"], "budget": tags["budget"], "error_at_budget": m["rollout_rel_error"],
+            "evaluations_to_tol": None,  # filled in by add_evaluations_to_tol
+            "surrogate_seconds": m.get("surrogate_seconds"),
+            "surrogate_force_evaluations": m.get("surrogate_force_evaluations", 0), "e_tol": e_tol,
+            "starts": "shared", "force_evaluations": m["force_evaluations"], "n_configs": m["n_configs"],
+            "error_members": m["rollout_rel_error_members"], "n_members": m["n_members"],
+            "error_max_trajectory": m["rollout_rel_error_max_trajectory"],
+            "training_seconds": res.run.timings.get("dynamics"), "labelling_seconds": res.run.timings.get("label"),
+            "wall_seconds": round(res.seconds, 1), "run_folder": str(res.run.out)}
+
+
+def add_evaluations_to_tol(records: list[dict]) -> list[dict]:
+    """``evaluations_to_tol`` of each record: the smallest tried budget of its (system, estimator,
+    seed) whose error ≤ e_tol (None if none)."""
+    for r in records:
+        mine = [q for q in records if (q["system"], q["estimator"], q["seed"]) == (r["system"], r["estimator"],
+                                                                                    r["seed"])]
+        hit = [q["budget"] for q in mine if q["error_at_budget"] is not None and q["error_at_budget"] <= q["e_tol"]]
+        r["evaluations_to_tol"] = min(hit) if hit else None
+    return records
+
+
+def summary(records: list[dict]) -> dict:
+    """Mean ± std over draws per estimator × budget; per estimator the draws' evaluations_to_tol,
+    their mean (over the draws that reached e_tol) and the surrogate/plain ratio of the means."""
+    cells = []
+    for e in dict.fromkeys(r["estimator"] for r in records):
+        for b in sorted({r["budget"] for r in records if r["estimator"] == e}):
+            err = [r["error_at_budget"] for r in records if (r["estimator"], r["budget"]) == (e, b)
+                   and r["error_at_budget"] is not None]
+            cells.append({"estimator": e, "budget": b, "draws": len(err),
+                          "mean_error": float(np.mean(err)) if err else None,
+                          "std_error": float(np.std(err)) if err else None, "errors": err})
+    to_tol = {}
+    for e in dict.fromkeys(r["estimator"] for r in records):
+        per_seed = {r["seed"]: r["evaluations_to_tol"] for r in records if r["estimator"] == e}
+        reached = [v for v in per_seed.values() if v is not None]
+        to_tol[e] = {"per_seed": {str(s): v for s, v in sorted(per_seed.items())},
+                     "budgets_tried": sorted({r["budget"] for r in records if r["estimator"] == e}),
+                     "draws_reached": len(reached), "draws": len(per_seed),
+                     "mean": float(np.mean(reached)) if reached else None}
+    plain, sur = to_tol.get("L_xp", {}), to_tol.get("L_xp+surrogate", {})
+    ratio = sur["mean"] / plain["mean"] if plain.get("mean") and sur.get("mean") else None
+    # a draw that missed e_tol needs more than the largest tried budget: the means leave it out
+    missed = {e: v["draws"] - v["draws_reached"] for e, v in to_tol.items()}
+    kind = None
+    if ratio is not None:
+        kind = ("exact" if not any(missed.values()) else
+                "upper bound" if missed.get("L_xp") and not missed.get("L_xp+surrogate") else
+                "lower bound" if missed.get("L_xp+surrogate") and not missed.get("L_xp") else "undetermined")
+    return {"cells": cells, "evaluations_to_tol": to_tol, "ratio_surrogate_to_plain": ratio,
+            "ratio_kind": kind, "draws_missing_tol": missed,
+            "ratio_definition": "mean evaluations_to_tol of the surrogate over that of plain L_xp, each mean over "
+                                "the draws that reached e_tol within the tried budgets (a missed draw would need "
+                                "more than the largest budget, so missing plain draws make the ratio an upper "
+                                "bound)"}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = parser(__doc__, work="runs/estimators")
+    ap.add_argument("--config", default=str(CONFIGS / "lj800.yaml"))
+    ap.add_argument("--surrogate-config", default=str(CONFIGS / "lj800_surrogate.yaml"))
+    ap.add_argument("--estimators", nargs="+", default=ESTIMATORS, choices=ESTIMATORS)
+    ap.add_argument("--budgets", nargs="+", type=lambda s: int(float(s)), default=BUDGETS,
+                    help="expensive atom-force evaluations")
+    ap.add_argument("--seed", type=int, default=None, help="first draw's run seed (default: the config's)")
+    ap.add_argument("--draws", type=int, default=3, help="draws: run seeds seed, seed + 1, ...")
+    ap.add_argument("--members", type=int, default=None, help="members per point (default: the config's)")
+    ap.add_argument("--jobs", type=int, default=1, help="processes training points at once (see above)")
+    ap.add_argument("--skip", nargs="*", default=[], metavar="EST:BUDGET", help="points not run, e.g. L_xp:5e5")
+    ap.add_argument("--e-tol", type=float, default=E_TOL)
+    ap.add_argument("--note", action="append", default=[], help="a note stored in the JSON (repeatable)")
+    ap.add_argument("--collect-only", action="store_true",
+                    help="record the points that finished in --work; train nothing")
+    ap.add_argument("--part", type=int, default=None, help=argparse.SUPPRESS)  # one of the --jobs processes
+    args = parse(ap, argv)
+    if args.analyse_only:
+        return analyse(need_results(args.out, NAME), args.out)
+    if args.smoke:  # a tiny LJ system with its own shared run
+        base, sur = tiny(load_config(args.config), snapshots=20), tiny(load_config(args.surrogate_config),
+                                                                       snapshots=20)
+        n = base.system.params["n_atoms"]
+        args.budgets, args.draws, args.e_tol = [5 * n, 10 * n], 2, 1.0e9
+    else:
+        base, sur = load_config(args.config), load_config(args.surrogate_config)
+    args.seed = base.seed if args.seed is None else args.seed
+    control = control_settings(base, sur)
+    points = make_points(args, base, control)
+    shared = {SYSTEM: base}
+    if args.part is not None:  # one of --jobs processes: train its share, record nothing
+        for _ in iter_grid(parts(points, args.jobs)[args.part], shared, args.work, progress=False):
+            pass
+        return
+    if args.jobs > 1 and not args.collect_only:
+        prepare_shared(base, shared_folder(args.work, SYSTEM), progress=False)  # once, with the config's threads
+        given = sys.argv[1:] if argv is None else list(argv)
+        procs = [subprocess.Popen([sys.executable, __file__, *given, "--out", str(args.out), "--work", str(args.work),
+                                   "--part", str(j)]) for j in range(args.jobs)]
+        failed = [j for j, p in enumerate(procs) if p.wait() != 0]
+        if failed:
+            print(f"parts {failed} failed; recording the finished points", flush=True)
+            args.collect_only = True
+    if args.collect_only:
+        points = [p for p in points if (args.work / p.data / p.name / "metrics.json").exists()]
+    notes = list(args.note)
+    if args.members:
+        notes.append(f"members per point: {args.members} (the config's: {base.training.members})")
+    if args.skip:
+        notes.append(f"points not run: {args.skip}")
+    records = []
+    for res in iter_grid(points, shared, args.work, progress=False, desc="estimators"):
+        records.append(record(res, args.e_tol))
+        print({k: records[-1][k] for k in COLUMNS if k != "evaluations_to_tol"}, flush=True)
+        add_evaluations_to_tol(records)
+        write_results(args.out, NAME, records, summary=summary(records), notes=notes, config=str(args.config),
+                      surrogate_config=str(args.surrogate_config), control=control, jobs=args.jobs,
+                      shared_run=str(shared_folder(args.work, SYSTEM)))
+    if not records:
+        raise SystemExit("no finished point to record")
+    analyse(need_results(args.out, NAME), args.out)
+
+
+def analyse(doc: dict, out: Path) -> None:
+    """The table, the summary, and OUT/estimators.png, from the JSON alone."""
+    records = sorted(doc["records"], key=lambda r: (r["estimator"], r["budget"], r["seed"]))
+    print_table(records, COLUMNS)
+    s = summary(records)
+    print_table(s["cells"], ["estimator", "budget", "draws", "mean_error", "std_error"])
+    for e, v in s["evaluations_to_tol"].items():
+        print(f"{e}: evaluations to e_tol per seed {v['per_seed']} (tried {v['budgets_tried']}), mean {v['mean']}")
+    print(f"ratio of mean evaluations to e_tol, surrogate / plain: {s['ratio_surrogate_to_plain']} "
+          f"({s['ratio_kind']}; draws that missed e_tol: {s['draws_missing_tol']})")
+    for n in doc.get("notes", []):
+        print("note:", n)
+    plot(records, s, Path(out) / f"{NAME}.png")
+
+
+def plot(records: list[dict], s: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for i, e in enumerate(dict.fromkeys(r["estimator"] for r in records)):
+        c = COLORS.get(e, f"C{4 + i}")
+        pts = [r for r in records if r["estimator"] == e and r["error_at_budget"] is not None]
+        ax.scatter([r["budget"] * (1.03 if i else 0.97) for r in pts], [r["error_at_budget"] for r in pts],
+                   color=c, alpha=0.6, s=18)
+        cells = sorted((c_ for c_ in s["cells"] if c_["estimator"] == e and c_["mean_error"] is not None),
+                       key=lambda c_: c_["budget"])
+        ax.plot([c_["budget"] for c_ in cells], [c_["mean_error"] for c_ in cells], "o-", color=c,
+                label=f"{e} (mean of {max((c_['draws'] for c_ in cells), default=0)} draws)")
+    if records:
+        ax.axhline(records[0]["e_tol"], color="k", ls="--", lw=0.8, label=f"e_tol = {records[0]['e_tol']:.0e}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set(xlabel="expensive atom-force evaluations", ylabel="rollout relative error",
+           title=f"{records[0]['system'] if records else ''}: estimators at equal budget")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+if __name__ == "__main__":
+    main()
