@@ -6,9 +6,7 @@
   from the code. A field with neither a ``description=`` in its ``Field`` nor an entry in
   ``NOTES`` below is reported as a warning, which fails ``mkdocs build --strict``.
 * ``on_page_content`` tidies the API pages rendered from docstrings: Sphinx roles
-  (``:meth:`x```), which the Markdown renderer leaves as text, are dropped, and a reference
-  to the project's internal method notes ("METHOD.md §n", a file outside the repository) is
-  replaced by a link to the method page of this site.
+  (``:meth:`x```), which the Markdown renderer leaves as text, are dropped.
 * ``on_files`` publishes the benchmark figures ``benchmarks/results/*.png`` under
   ``results/img/`` in the site, so the results pages show them without a copy in ``docs/``.
 
@@ -325,17 +323,12 @@ def on_page_markdown(markdown: str, page, config, files):
 
 
 _SPHINX_ROLE = re.compile(r":(?:meth|class|func|mod|attr|data|exc|obj):(?=<code>)")
-_METHOD_NOTES = re.compile(r"METHOD\.md(?:\s*§\s*\d+)?")
 
 
 def on_page_content(html: str, page, config, files):
     if not page.file.src_uri.startswith("api/"):
         return html
-    from mkdocs.utils import get_relative_url
-
-    html = _SPHINX_ROLE.sub("", html)
-    link = get_relative_url(files.get_file_from_path("method.md").url, page.url)
-    return _METHOD_NOTES.sub(f'see <a href="{link}">the method</a>', html)
+    return _SPHINX_ROLE.sub("", html)
 
 
 def on_files(files, config):

@@ -75,7 +75,7 @@ def test_built_config_reference_lists_every_field(site):
 
 def test_built_pages_do_not_mention_method_md(site):
     """Generated content too: config descriptions, and the API pages rendered from docstrings
-    (docs/hooks.py turns a docstring's "METHOD.md §n" into a link to the method page)."""
+    (which point at the method page of this site, never at notes outside the repository)."""
     for page in site.rglob("*.html"):
         text = page.read_text(encoding="utf-8")
         assert "METHOD.md" not in text, page

@@ -464,6 +464,28 @@ def check_scheduler(address: str, timeout: float | None = None) -> None:
                          "--scheduler.") from None
 
 
+def check_closure_dim(cfg: RunConfig, system: MicroSystem) -> None:
+    """``closure.dim`` must leave room below ``N`` minus the system's given observables."""
+    try:
+        n, d_obs = system.n_coords, system.observable().dim
+    except NotImplementedError:  # no default observable: the closure stage will say so
+        return
+    if not cfg.closure.dim < n - d_obs:
+        raise InputError(f"closure.dim = {cfg.closure.dim} is too large: with {d_obs} given observable(s) and "
+                         f"N = {n} coordinates it must be < {n - d_obs}.")
+
+
+def configs_bought(t: TrainingConfig, n_units: int) -> tuple[int, int]:
+    """``(units labelled per configuration, configurations the budget buys)``; an on-demand pool is
+    visited ``on_demand_visits`` times. Fewer than 2 configurations is refused."""
+    units = make_loss(t.loss, t.p).units(n_units)
+    n_configs = t.budget // units // make_labelling(t.labelling, t.on_demand_visits).visits
+    if n_configs < 2:
+        raise InputError(f"budget {t.budget} buys fewer than 2 configurations at {units} force evaluations each; "
+                         "raise training.budget.")
+    return units, n_configs
+
+
 def check_before_work(cfg: RunConfig, system: MicroSystem | None = None) -> None:
     """Refuse, before anything is simulated or written, a config that a later stage would refuse.
 
@@ -495,20 +517,10 @@ def check_before_work(cfg: RunConfig, system: MicroSystem | None = None) -> None
     t = cfg.training
     if system is None:
         system = build_system(cfg.system.name, cfg.system.params)
-    try:
-        n, d_obs = system.n_coords, system.observable().dim
-    except NotImplementedError:  # no default observable: the closure stage will say so
-        n, d_obs = None, 0
-    if n is not None and not cfg.closure.dim < n - d_obs:
-        raise InputError(f"closure.dim = {cfg.closure.dim} is too large: with {d_obs} given observable(s) and "
-                         f"N = {n} coordinates it must be < {n - d_obs}.")
+    check_closure_dim(cfg, system)
     if t.control == "surrogate":
         check_surrogate(build_surrogate(cfg), system)
-    units = make_loss(t.loss, t.p).units(system.n_units)
-    n_configs = t.budget // units // make_labelling(t.labelling, t.on_demand_visits).visits
-    if n_configs < 2:
-        raise InputError(f"budget {t.budget} buys fewer than 2 configurations at {units} force evaluations each; "
-                         "raise training.budget.")
+    units, n_configs = configs_bought(t, system.n_units)
     pool = training_pool_size(cfg)
     if pool is not None and n_configs > pool:
         raise InputError(f"the budget asks for {n_configs} configurations ({t.budget} force evaluations / {units} per "

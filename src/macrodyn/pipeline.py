@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from macrodyn.data.check import repair_run
+from macrodyn.data.check import STAGE, repair_run
 from macrodyn.errors import InputError
 from macrodyn.io import load_json, save_json
 from macrodyn.model.parts import sampler_of
@@ -34,10 +34,13 @@ def run_all(run: Run, stages: tuple[str, ...] = STAGES) -> dict:
     if unknown:
         raise InputError(f"unknown stage(s) {sorted(unknown)}; stages are {STAGES}.")
     want = set(stages)
-    if want & {"simulate", "label"} and run.store.exists():
-        # a damaged chunk (missing file, failed checksum, NaN/Inf, bad label index) is recomputed:
-        # chunks are deterministic, so the rerun gives the bytes the chunk should have held
-        repaired = repair_run(run.out, run.system.n_coords, run.system.coords_per_unit, expected_tables=())
+    # a damaged chunk (missing file, failed checksum, NaN/Inf, bad label index) of a table this call
+    # writes is recomputed: chunks are deterministic, so the rerun gives the bytes it should have held.
+    # A table linked from a study's shared run is its owner's to verify (not every point's).
+    own = tuple(t for t, stage in STAGE.items() if stage in want and not (run.store / t).is_symlink())
+    if own and run.store.exists():
+        repaired = repair_run(run.out, run.system.n_coords, run.system.coords_per_unit, expected_tables=(),
+                              only=own)
         for table, chunks in repaired.items():
             tqdm.write(f"macrodyn: table {table!r}: recomputing damaged chunk(s) {chunks}", file=sys.stderr)
     with session(run):  # one Dask client for all chunk loops and the members

@@ -23,7 +23,8 @@ STAGE = {"train": "simulate", "test": "simulate", "labels": "label"}
 
 def find_problems(out: str | Path, n_coords: int | None = None, coords_per_unit: int = 1,
                   expected_evaluations: int | None = None,
-                  expected_tables: tuple[str, ...] = EXPECTED_TABLES) -> list[Problem]:
+                  expected_tables: tuple[str, ...] = EXPECTED_TABLES,
+                  only: tuple[str, ...] | None = None) -> list[Problem]:
     """Verify ``out/data.zarr``: expected tables present, metadata readable, chunks complete,
     chunk files present with intact checksums, values finite, label indices in range and
     distinct, labels pointing inside the train table, and the force-evaluation count.
@@ -34,6 +35,7 @@ def find_problems(out: str | Path, n_coords: int | None = None, coords_per_unit:
         coords_per_unit: 6 for MD (atoms), 1 for PDEs.
         expected_evaluations: the budget recorded in ``metrics.json``, if any.
         expected_tables: tables that must exist (a deleted table is a problem).
+        only: check just these tables (None: every table in the store).
     Returns:
         the problems (empty when the dataset is sound); those naming a chunk are repaired by
         :func:`repair_run`.
@@ -53,6 +55,8 @@ def find_problems(out: str | Path, n_coords: int | None = None, coords_per_unit:
         return [*problems, Problem(None, f"{store}: unreadable ({_one_line(e)})")]
     train_shape = _train_shape(store)
     for name in sorted(set(present) | set(expected_tables)):
+        if only is not None and name not in only:
+            continue
         stage = f"`macrodyn {STAGE[name]}`" if name in STAGE else "the stage that writes it"
         if name not in present:
             problems.append(Problem(name, f"missing; run {stage} to create it"))
@@ -79,17 +83,18 @@ def check_run(out: str | Path, n_coords: int | None = None, coords_per_unit: int
 
 
 def repair_run(out: str | Path, n_coords: int | None = None, coords_per_unit: int = 1,
-               expected_tables: tuple[str, ...] = EXPECTED_TABLES) -> dict[str, list[int]]:
+               expected_tables: tuple[str, ...] = EXPECTED_TABLES,
+               only: tuple[str, ...] | None = None) -> dict[str, list[int]]:
     """Invalidate every chunk a problem names (bad file, checksum, NaN/Inf, garbage flag, bad
     label indices), so rerunning the stage that writes its table recomputes it (chunks are
     deterministic). Problems naming no chunk (a missing or unreadable table, a wrong count)
-    are left for :func:`check_run` to report.
+    are left for :func:`check_run` to report. ``only``: repair just these tables.
 
     Returns:
         ``{table: [invalidated chunks]}`` (empty when nothing needed it).
     """
     bad: dict[str, set[int]] = {}
-    for p in find_problems(out, n_coords, coords_per_unit, None, expected_tables):
+    for p in find_problems(out, n_coords, coords_per_unit, None, expected_tables, only):
         if p.chunk is not None and p.table is not None:
             bad.setdefault(p.table, set()).add(p.chunk)
     done = {}

@@ -95,7 +95,7 @@ class MacroModel:
         n_sel = select_trajectories(cfg.training)
         score = None
         if n_sel:
-            sel = S.selection_rows(cfg, len(traj), stream_rng(cfg.seed, "pick", 2), n_sel)
+            sel = S.selection_rows(len(traj), stream_rng(cfg.seed, "pick", 2), n_sel)
             score = S.rollout_score(cfg, system, ae, traj[sel])
         self.closure_, self.fields_ = ae, []
         self.histories_ = {"closure": hist, "members": []}

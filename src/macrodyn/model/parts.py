@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from macrodyn.closure.autoencoder import ClosureAutoencoder
-from macrodyn.config import ClosureConfig, ModelConfig, RunConfig, TrainingConfig, build_surrogate
+from macrodyn.config import ClosureConfig, ModelConfig, RunConfig, TrainingConfig, configs_bought, build_surrogate
 from macrodyn.dynamics import GFINN, MLPField, OnsagerNet, StandardizedField
 from macrodyn.errors import InputError
 from macrodyn.systems.base import MicroSystem
@@ -80,13 +80,7 @@ def select_trajectories(t: TrainingConfig) -> int:
 
 def n_configs(cfg: RunConfig, system: MicroSystem) -> int:
     """Configurations the budget buys (an on-demand pool is visited ``visits`` times)."""
-    t = cfg.training
-    k = units_per_config(t, system)
-    n = t.budget // k // labelling_of(t).visits
-    if n < 2:
-        raise InputError(f"budget {t.budget} buys fewer than 2 configurations at {k} force evaluations each; "
-                         "raise training.budget.")
-    return n
+    return configs_bought(cfg.training, system.n_units)[1]
 
 
 def fit_options(t: TrainingConfig, seed: int, *, score=None, checkpoint: Path | None = None) -> FitOptions:

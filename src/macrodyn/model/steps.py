@@ -210,7 +210,7 @@ def trajectory_errors(cfg: RunConfig, system: MicroSystem, ae: ClosureAutoencode
     return rollout_errors(field, z0, true, times, mask, method=e.method, step_size=e.step_size).numpy()
 
 
-def selection_rows(cfg: RunConfig, n_train: int, rng: np.random.Generator, n: int) -> np.ndarray:
+def selection_rows(n_train: int, rng: np.random.Generator, n: int) -> np.ndarray:
     """Training trajectories whose rollout error selects the model (sorted)."""
     return np.sort(rng.choice(n_train, min(n, n_train), replace=False))
 

@@ -118,7 +118,7 @@ def selection_score(run: Run, ae: ClosureAutoencoder):
     if not n:
         return None
     train = ChunkedTable.open(run.store, "train")
-    rows = S.selection_rows(run.cfg, train.n_rows, run.rng("pick", 2), n)
+    rows = S.selection_rows(train.n_rows, run.rng("pick", 2), n)
     return S.rollout_score(run.cfg, run.system, ae, train.read([K.TRAJ], rows=rows)[K.TRAJ])
 
 

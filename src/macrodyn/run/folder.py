@@ -26,7 +26,7 @@ import numpy as np
 import yaml
 
 from macrodyn.closure.autoencoder import ClosureAutoencoder
-from macrodyn.config import RunConfig, parse_config
+from macrodyn.config import RunConfig, check_closure_dim, parse_config
 from macrodyn.errors import InputError
 from macrodyn.io import load_json, save_json, save_text
 from macrodyn.model import steps as S
@@ -74,7 +74,7 @@ class Run:
                progress: bool = True) -> "Run":
         """Create the folder ``out`` for ``cfg`` (or reopen it if it holds the same run)."""
         run = cls(cfg, Path(out), system, progress)
-        run.check_closure_dim()
+        check_closure_dim(cfg, run.system)
         run.out.mkdir(parents=True, exist_ok=True)
         path = run.out / "config.yaml"
         new = run.identity()
@@ -135,15 +135,6 @@ class Run:
     def identity(self) -> dict:
         """The config as stored in ``config.yaml`` (what makes two runs the same)."""
         return self.cfg.model_dump(exclude=_NOT_IDENTITY)
-
-    def check_closure_dim(self) -> None:
-        try:
-            n, d_obs = self.system.n_coords, self.system.observable().dim
-        except NotImplementedError:  # no default observable: the closure stage will say so
-            return
-        if not self.cfg.closure.dim < n - d_obs:
-            raise InputError(f"closure.dim = {self.cfg.closure.dim} is too large: with {d_obs} given observable(s) "
-                             f"and N = {n} coordinates it must be < {n - d_obs}.")
 
     # ----------------------------------------------------------------- paths
     @property
