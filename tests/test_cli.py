@@ -37,7 +37,9 @@ def test_run_end_to_end(tmp_path):
                 "rollout_rel_error_std", "n_test_trajectories", "seed", "stage_seconds"):
         assert key in m
     assert m["n_configs"] == 4000 // 20 and m["force_evaluations"] == 4000
-    assert set(m["stage_seconds"]) >= {"simulate", "label", "closure", "dynamics", "evaluate"}
+    assert set(m["stage_seconds"]) >= {"simulate", "label", "closure", "features", "dynamics", "evaluate"}
+    assert set(m["stage_peak_rss_gb"]) == set(m["stage_seconds"])
+    assert all(0.05 < gb < 20 for gb in m["stage_peak_rss_gb"].values())
     labels = ChunkedTable.open(out / "data.zarr", "labels").read()
     assert labels["f"].shape == (200, 20)  # only the computed forces are stored
     assert units_in(labels["idx"], 1) == m["force_evaluations"]

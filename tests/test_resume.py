@@ -24,7 +24,7 @@ CMD = [sys.executable, "-c", "from macrodyn.cli import entry; entry()", "run"]
 
 def _metrics(out):
     m = json.loads((out / "metrics.json").read_text())
-    m.pop("stage_seconds")
+    m.pop("stage_seconds"), m.pop("stage_peak_rss_gb")
     return m
 
 

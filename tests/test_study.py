@@ -86,6 +86,11 @@ def test_study_stops_at_tolerance_and_resumes(tmp_path):
     for p in res["points"]:
         assert p["labelling_seconds"] > 0 and 0 < p["labelling_force_seconds"] <= p["labelling_seconds"]
     assert labelling_ratio(res["points"], 12) > 0
+    for s in res["sizes"]:  # where each size's time, memory and disk went
+        assert 0 < s["trajectory_bytes"] < s["disk_bytes"]
+        assert {"simulate", "closure", "label_max", "features_max", "dynamics_max"} <= set(s["stage_seconds"])
+        assert set(s["stage_peak_rss_gb"]) >= {"simulate", "closure", "label", "features", "dynamics"}
+        assert all(0.05 < gb < 20 for gb in s["stage_peak_rss_gb"].values())
     assert json.loads((tmp_path / "study.json").read_text())["records"] == res["records"]
     assert (tmp_path / "figures" / "force_budget.png").stat().st_size > 1000
     assert (tmp_path / "figures" / "labelling_seconds.png").stat().st_size > 1000
@@ -207,3 +212,27 @@ def test_search_finds_the_smallest_training_set_within_tolerance(search, thresho
         assert len(points) <= 3 and len({p["n_configs"] for p in points}) == len(points)
     else:
         assert len(points) == (configs.index(threshold) + 1 if threshold else len(configs))
+
+
+def test_closure_subsample_shrinks_with_the_size_at_equal_steps():
+    # predator–prey n = 12: 24 coordinates; the pool is 10 trajectories × 61 snapshots = 610
+    study = ForceBudgetStudy.model_validate({**STUDY, "closure_max_values": 300 * 24})
+    big, small = point_config(study, 12).closure, point_config(study, 8).closure
+    assert (big.max_configs, big.epochs) == (300, -(-2 * 610 // 300))  # same snapshots × epochs, rounded up
+    assert (small.max_configs, small.epochs) == (300 * 24 // 16, -(-2 * 610 // 450))
+    loose = ForceBudgetStudy.model_validate({**STUDY, "closure_max_values": 610 * 24})
+    assert point_config(loose, 12).closure == ForceBudgetStudy.model_validate(STUDY).run.closure  # unchanged
+
+
+def test_a_study_that_cannot_fit_on_the_disk_is_refused_before_any_work(tmp_path, monkeypatch):
+    import shutil as sh
+
+    import macrodyn.study.force_budget as fb
+
+    real = sh.disk_usage
+    monkeypatch.setattr(fb.shutil, "disk_usage", lambda p: real(p)._replace(free=10_000))
+    with pytest.raises(InputError, match=r"needs about .*B on disk .* free"):
+        run_study(ForceBudgetStudy.model_validate(STUDY), tmp_path / "study", progress=False)
+    assert not (tmp_path / "study").exists()
+    with pytest.raises(InputError, match=r"point L_z_c500 .* labels .* free"):
+        fb.check_point_fits(ForceBudgetStudy.model_validate(STUDY), tmp_path, 12, "L_z", 500)

@@ -117,6 +117,9 @@ class DataConfig(_Strict):
     chunk_trajectories: StrictInt = Field(50, gt=0, le=MAX_CHUNK, description="trajectories per stored chunk")
     min_observable: Float | None = Field(None, description="use only snapshots whose first given observable "
                                          "exceeds this (training and metric), e.g. free energy > 1e-4")
+    dtype: Literal["float64", "float32"] = Field(
+        "float64", description="how trajectories are stored: float32 halves the disk and the memory of every "
+        "stage that reads snapshots (forces are still computed in float64, at the stored, rounded state)")
 
     @model_validator(mode="after")
     def _check(self):

@@ -57,3 +57,21 @@ def load_json(path: str | Path):
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise InputError(f"{path} is not valid JSON ({e}); delete it and rerun that stage.") from e
+
+
+def peak_rss(reset: bool = False) -> int | None:
+    """Peak resident memory of this process in bytes (``VmHWM``), since it started or since the
+    last ``reset``; None where ``/proc`` does not say. ``reset`` starts a new peak (Linux's
+    ``clear_refs``), so consecutive calls give each stage's own peak."""
+    try:
+        with open("/proc/self/status") as fh:
+            peak = next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmHWM:")), None)
+    except OSError:
+        return None
+    if reset:
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+        except OSError:  # the peak then stays the process's (an upper bound per stage)
+            pass
+    return peak

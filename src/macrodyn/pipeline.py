@@ -64,7 +64,7 @@ def run_all(run: Run, stages: tuple[str, ...] = STAGES) -> dict:
         metrics = _read_metrics(run)
     if "report" in want:
         report_stage(run, ae, fields, metrics)
-        metrics = {**metrics, "stage_seconds": run.stage_seconds()}
+        metrics = {**metrics, "stage_seconds": run.stage_seconds(), "stage_peak_rss_gb": run.stage_peak_gb()}
         save_json(metrics, metrics_path)
     return metrics
 

@@ -56,7 +56,7 @@ class Report:
     pool: int  # training snapshots (before data.min_observable)
     trajectory_bytes: int  # one stored trajectory
     chunk_bytes: int  # one chunk of trajectories, held in memory while it is simulated
-    closure_bytes: int  # training snapshots the closure stage holds in memory (float64 + float32 copy)
+    closure_bytes: int  # training snapshots the closure stage holds in memory (stored + float32 copy)
     label_bytes: int
     disk_bytes: int  # the run's data: trajectories + labels
     disk_free: int | None  # free bytes where the run folder goes (None: not checked)
@@ -69,8 +69,8 @@ class Report:
 
     def summary(self) -> str:
         d = self.observable_dim + self.closure_dim
-        disk = f", {_fmt(self.disk_free)} free at {self.disk_path}" if self.disk_free is not None else ""
-        mem = f"{_fmt(self.memory_available)} available" if self.memory_available is not None else "unknown"
+        disk = f", {fmt_bytes(self.disk_free)} free at {self.disk_path}" if self.disk_free is not None else ""
+        mem = f"{fmt_bytes(self.memory_available)} available" if self.memory_available is not None else "unknown"
         return "\n".join([
             f"config OK ({self.seconds:.1f} s): {', '.join(self.checks)}",
             f"  system       {self.system}{'' if self.system == self.class_path else f' ({self.class_path})'}: "
@@ -81,13 +81,14 @@ class Report:
             f"{self.partial_max_rel_diff:.1e})",
             f"  labels       {self.n_configs} configurations × {self.units_per_config} units = "
             f"{self.n_configs * self.units_per_config:,} force evaluations (pool {self.pool:,} snapshots)",
-            f"  memory       chunk {_fmt(self.chunk_bytes)}, closure stage {_fmt(self.closure_bytes)} ({mem})",
-            f"  disk         {_fmt(self.disk_bytes)} (trajectory {_fmt(self.trajectory_bytes)}, labels "
-            f"{_fmt(self.label_bytes)}){disk}",
+            f"  memory       chunk {fmt_bytes(self.chunk_bytes)}, closure stage {fmt_bytes(self.closure_bytes)} ({mem})",
+            f"  disk         {fmt_bytes(self.disk_bytes)} (trajectory {fmt_bytes(self.trajectory_bytes)}, labels "
+            f"{fmt_bytes(self.label_bytes)}){disk}",
         ])
 
 
-def _fmt(n: float | None) -> str:
+def fmt_bytes(n: float | None) -> str:
+    """``n`` bytes to three digits in B, KB, MB, GB or TB (decimal units)."""
     if n is None:
         return "?"
     for unit in ("B", "KB", "MB", "GB", "TB"):
@@ -393,14 +394,17 @@ def memory_available() -> int | None:
     return None
 
 
-def _existing_parent(path: Path) -> Path:
+def existing_parent(path: Path) -> Path:
+    """The nearest folder of ``path`` (itself included) that exists: where its disk space is."""
     path = Path(path).absolute()
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
 
 
-def _bytes_under(path: Path) -> int:
+def bytes_under(path: Path) -> int:
+    """Bytes of the files under ``path``; links are counted, not followed (a study point's links to
+    its shared tables cost nothing)."""
     total = 0
     for root, _, files in os.walk(path):
         for name in files:
@@ -418,7 +422,8 @@ def estimate(cfg: RunConfig, system: MicroSystem, out: str | Path | None = None)
     N, n_units, cpu = system.n_coords, system.n_units, system.coords_per_unit
     fails = []
     n_saved = d.n_steps // d.save_every + 1
-    traj = n_saved * N * 8
+    item = np.dtype(d.dtype).itemsize
+    traj = n_saved * N * item
     chunk = min(d.chunk_trajectories, max(d.n_train_trajectories, d.n_test_trajectories)) * traj
     upc = make_loss(t.loss, t.p).units(n_units)
     visits = make_labelling(t.labelling, t.on_demand_visits).visits
@@ -428,30 +433,30 @@ def estimate(cfg: RunConfig, system: MicroSystem, out: str | Path | None = None)
     labels = n_configs * (upc * cpu * (16 + 8 * weighted) + 16) * visits
     disk = (d.n_train_trajectories + d.n_test_trajectories) * traj + labels
     n_closure = min(pool, c.max_configs) if c.max_configs else pool
-    closure = n_closure * N * 12  # float64 snapshots + their float32 tensor
+    closure = n_closure * N * (item + 4)  # stored snapshots + a float32 copy (tensor, or centred in fit_scaling)
     mem = memory_available()
     if mem is not None:
         if chunk > mem:
             fit = mem // (2 * traj)
-            fails.append(f"one chunk of trajectories needs {_fmt(chunk)} in memory ({d.chunk_trajectories} × "
-                         f"{_fmt(traj)}) but {_fmt(mem)} is available; "
+            fails.append(f"one chunk of trajectories needs {fmt_bytes(chunk)} in memory ({d.chunk_trajectories} × "
+                         f"{fmt_bytes(traj)}) but {fmt_bytes(mem)} is available; "
                          + (f"lower data.chunk_trajectories to {fit} or less." if fit >= 1 else
                             "lower data.n_steps or raise data.save_every (one trajectory does not fit)."))
         if closure > mem:
             upto = "up to " if d.min_observable is not None else ""  # the threshold drops some, unknown yet
-            fails.append(f"the closure stage holds {upto}{n_closure:,} snapshots ({_fmt(closure)}) in memory but "
-                         f"{_fmt(mem)} is available; set closure.max_configs to {max(1, mem // (2 * N * 12)):,} "
+            fails.append(f"the closure stage holds {upto}{n_closure:,} snapshots ({fmt_bytes(closure)}) in memory but "
+                         f"{fmt_bytes(mem)} is available; set closure.max_configs to {max(1, mem // (2 * N * (item + 4))):,} "
                          "or less.")
     free, where = None, None
     if out is not None:
         out = Path(out)
-        parent = _existing_parent(out)
+        parent = existing_parent(out)
         free, where = shutil.disk_usage(parent).free, str(parent)
-        have = _bytes_under(out / "data.zarr") if (out / "data.zarr").is_dir() else 0  # a resumed run
+        have = bytes_under(out / "data.zarr") if (out / "data.zarr").is_dir() else 0  # a resumed run
         need = max(0, disk - have)
         if need > free:
-            fails.append(f"the run needs about {_fmt(need)} on disk (trajectories {_fmt(disk - labels)}, labels "
-                         f"{_fmt(labels)}) but {where} has {_fmt(free)} free; use an --out on a larger disk or lower "
+            fails.append(f"the run needs about {fmt_bytes(need)} on disk (trajectories {fmt_bytes(disk - labels)}, labels "
+                         f"{fmt_bytes(labels)}) but {where} has {fmt_bytes(free)} free; use an --out on a larger disk or lower "
                          "data.n_train_trajectories, data.n_test_trajectories or data.n_steps / data.save_every.")
     sizes = dict(n_saved=n_saved, units_per_config=upc, n_configs=n_configs, pool=pool, trajectory_bytes=traj,
                  chunk_bytes=chunk, closure_bytes=closure, label_bytes=labels, disk_bytes=disk, disk_free=free,

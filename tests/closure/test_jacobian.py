@@ -59,3 +59,31 @@ def test_decoder_roundtrip_shapes_and_bad_closure_dim():
     assert ae.decode(ae(torch.rand(2, 40, dtype=torch.float64))).shape == (2, 40)
     with pytest.raises(ValueError, match="closure_dim"):
         ClosureAutoencoder(BlockMeans(2), 10, 8)
+
+
+def _scaled_ae(closure_dim: int) -> ClosureAutoencoder:
+    ae = _ae() if closure_dim == 3 else ClosureAutoencoder(BlockMeans(2), 40, 0, hidden=(16, 16)).double()
+    ae.fit_scaling(torch.rand(50, 40, dtype=torch.float64) * 3 + 1, per_coordinate=True)  # x_std ≠ 1 matters
+    return ae
+
+
+def test_jacobian_products_equal_the_full_jacobian():
+    """J Jᵀ, J_I and J c from the factored input layer equal those of the formed Jacobian."""
+    gen = torch.Generator().manual_seed(3)
+    for closure_dim in (3, 0):
+        ae = _scaled_ae(closure_dim)
+        x = torch.rand(4, 40, dtype=torch.float64, generator=gen) * 3 + 1
+        idx = torch.stack([torch.randperm(40, generator=gen)[:7] for _ in range(4)])
+        c = torch.randn(4, 40, dtype=torch.float64, generator=gen)
+        gram, cols, jc = ae.jacobian_products(x, idx, c)
+        J = batch_jacobian(ae, x)
+        torch.testing.assert_close(gram, J @ J.transpose(1, 2), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(cols, torch.gather(J, 2, idx.unsqueeze(1).expand(-1, J.shape[1], -1)),
+                                   rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(jc, (J @ c.unsqueeze(-1)).squeeze(-1), rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(torch.linalg.solve(gram, cols).transpose(1, 2), pinv_rows(J, idx),
+                                   rtol=1e-8, atol=1e-10)
+        assert ae.jacobian_products(x, idx)[2] is None
+        if closure_dim:
+            Jc = J[:, 2:]  # the closure's rows (the given observables come first)
+            torch.testing.assert_close(ae.closure_gram(x), Jc @ Jc.transpose(1, 2), rtol=1e-10, atol=1e-12)

@@ -6,7 +6,7 @@ import torch
 from macrodyn.closure import ClosureAutoencoder
 from macrodyn.errors import InputError
 from macrodyn.observables import BlockMeans
-from macrodyn.training import fit_closure
+from macrodyn.training import closure_loss, fit_closure
 
 
 def _data(rng):
@@ -45,3 +45,19 @@ def test_input_layer_learns_at_the_scaled_rate(rng):
         step = {k: (v - before[k]).abs().max().item() for k, v in ae.state_dict().items() if "weight" in k}
         assert step["encoder.0.weight"] == pytest.approx(1e-3 * scale, rel=1e-3)
         assert step["encoder.2.weight"] == pytest.approx(1e-3, rel=1e-3)
+
+
+@pytest.mark.parametrize("closure_only", [True, False])
+def test_prepared_batches_give_the_loss_of_the_raw_batch(rng, closure_only):
+    """fit_closure's precomputed standardised coordinates and observables change nothing."""
+    torch.manual_seed(0)
+    ae = ClosureAutoencoder(BlockMeans(2), 20, 2, hidden=(16,)).double()
+    x = torch.as_tensor(_data(rng)[:32])
+    ae.fit_scaling(x)
+    raw = closure_loss(ae, x, 1e-3, closure_only, 8)
+    prepared = closure_loss(ae, x[:8], 1e-3, closure_only, 8,
+                            prepared=((x - ae.x_mean) / ae.x_std, ae.observable(x)))
+    for a, b in zip(raw, prepared):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    # the reconstruction term is the documented one: mean((ψ(φ(x)) − x)² / x_std²)
+    torch.testing.assert_close(raw[1], ((ae.decode(ae(x)) - x) / ae.x_std).pow(2).mean(), rtol=1e-12, atol=1e-14)

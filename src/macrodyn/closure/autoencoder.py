@@ -69,6 +69,50 @@ class ClosureAutoencoder(nn.Module):
         zin = torch.cat([z[:, :d] * self.observable_scale, z[:, d:]], dim=-1)
         return self.decoder(zin) * self.x_std + self.x_mean
 
+    def closure_factors(self, x: torch.Tensor, *, differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(A, W)`` with ``∇φ̂(x) = A W``: ``W = W₁ / x_std`` ``(H, N)``, the encoder's input layer
+        (linear in ``x``), and ``A`` ``(B, d − d*, H)`` the Jacobian of the rest of the encoder.
+
+        Why: a configuration's closure Jacobian then costs one small ``H``-wide Jacobian instead
+        of ``d − d*`` passes through the ``N × H`` input layer, and ``J Jᵀ`` needs only ``W Wᵀ``
+        ``(H, H)``: at 51 200 atoms (N = 307 200) this is the difference between hours and
+        minutes for the features of a study point and most of the closure's κ penalty.
+        """
+        first = self.encoder[0]
+        h = first((x - self.x_mean) / self.x_std)
+        return batch_jacobian(self.encoder[1:], h, differentiable=differentiable), first.weight / self.x_std
+
+    def closure_gram(self, x: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
+        """``J Jᵀ`` of the closure variables alone, ``(B, d − d*, d − d*)`` (:meth:`closure_factors`)."""
+        A, W = self.closure_factors(x, differentiable=differentiable)
+        return A @ (W @ W.T) @ A.transpose(1, 2)
+
+    def jacobian_products(self, x: torch.Tensor, idx: torch.Tensor, c: torch.Tensor | None = None
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(J Jᵀ, J_I, J c)`` at ``x`` ``(B, N)`` without forming ``J`` ``(B, d, N)``: the given
+        observables' rows are formed (cheap for the usual observables), the closure's come from
+        :meth:`closure_factors` (a column ``i`` is ``A W[:, i]``).
+
+        Args:
+            idx: ``(B, k)`` coordinates; c: ``(B, N)`` vectors for ``J c`` (None: not computed).
+        Returns:
+            ``(B, d, d)``, ``(B, d, k)`` and ``(B, d)`` (or None).
+        """
+        rows = batch_jacobian(self.observable, x)  # (B, d*, N)
+        gram = rows @ rows.transpose(1, 2)
+        cols = torch.gather(rows, 2, idx.unsqueeze(1).expand(-1, rows.shape[1], -1))
+        jc = None if c is None else (rows @ c.unsqueeze(-1)).squeeze(-1)
+        if not self.closure_dim:
+            return gram, cols, jc
+        A, W = self.closure_factors(x)
+        cross = A @ (rows @ W.T).transpose(1, 2)  # (B, d − d*, d*): closure rows · observable rows
+        gram = torch.cat([torch.cat([gram, cross.transpose(1, 2)], 2),
+                          torch.cat([cross, A @ (W @ W.T) @ A.transpose(1, 2)], 2)], 1)
+        cols = torch.cat([cols, A @ W.T[idx].transpose(1, 2)], 1)  # W[:, idx] per row: (B, H, k)
+        if c is not None:
+            jc = torch.cat([jc, (A @ (c @ W.T).unsqueeze(-1)).squeeze(-1)], 1)
+        return gram, cols, jc
+
     def jacobian(self, x: torch.Tensor, closure_only: bool = False) -> torch.Tensor:
         """``J = ∇φ(x)``, ``(B, N) -> (B, d, N)`` (``(B, closure_dim, N)`` if ``closure_only``)."""
         return batch_jacobian(self.closure if closure_only else self.forward, x, differentiable=True)

@@ -56,5 +56,10 @@ def pinv_rows(J: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
 
 def gram_condition_number(J: torch.Tensor) -> torch.Tensor:
     """``κ(J Jᵀ) = λ_max / λ_min`` of the ``d×d`` Gram matrix, ``(B, d, N) -> (B,)``."""
-    ev = torch.linalg.eigvalsh(J @ J.transpose(1, 2))
+    return condition_number(J @ J.transpose(1, 2))
+
+
+def condition_number(gram: torch.Tensor) -> torch.Tensor:
+    """``λ_max / λ_min`` of symmetric positive definite ``(B, d, d)`` matrices: ``(B,)``."""
+    ev = torch.linalg.eigvalsh(gram)
     return ev[:, -1] / ev[:, 0].clamp_min(1e-30)

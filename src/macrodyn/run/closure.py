@@ -30,10 +30,26 @@ def closure_stage(run: Run) -> ClosureAutoencoder:
         x = np.concatenate([ch[K.TRAJ][S.snapshot_mask(run.cfg, run.system, ch[K.TRAJ])]
                             for ch in train.iter_chunks([K.TRAJ])])
     ae, hist = S.train_closure(run.cfg, run.system, x, run.progress)
+    check_collapse(run, hist)
     save_torch({"state": ae.state_dict(), "history": hist}, run.closure_path)
     run.timed("closure", time.perf_counter() - t0)
     run.state.closure = ae
     return ae
+
+
+#: a final mean κ(J Jᵀ) above this is a collapsed closure (rank lost): the trained LJ closures end at 1–30
+MAX_KAPPA = 1e6
+
+
+def check_collapse(run: Run, hist: dict) -> None:
+    """Refuse (not save) a closure whose Jacobian lost rank in training: every later stage divides
+    by ``J Jᵀ``. Checked when the κ penalty is on (``closure.cond_weight`` > 0), on its last epoch."""
+    kappa = hist["kappa"][-1] if hist["kappa"] else float("nan")
+    if run.cfg.closure.cond_weight > 0 and not kappa <= MAX_KAPPA:
+        raise InputError(f"the closure collapsed: mean κ(J Jᵀ) {kappa:.3g} in its last epoch (> {MAX_KAPPA:.0e}), "
+                         "so its Jacobian has lost rank. Lower closure.lr or closure.input_lr_coords (the input "
+                         "layer's step grows with the number of coordinates), or raise closure.cond_weight, then "
+                         "rerun the closure stage.")
 
 
 def load_closure(run: Run) -> ClosureAutoencoder:

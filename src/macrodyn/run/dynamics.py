@@ -39,6 +39,12 @@ def dynamics_stage(run: Run, ae: ClosureAutoencoder) -> list[StandardizedField]:
         t0 = time.perf_counter()
         for_each_chunk(run, member_task, [(m,) for m in missing], "dynamics members")
         run.timed("dynamics", time.perf_counter() - t0)  # wall time; workers write no timings
+    missing = [m for m in missing if not run.member_path(m).exists()]
+    if missing and not labelling_of(t).on_demand and run.state.features is None:
+        t0 = time.perf_counter()  # timed apart: at 51 200 atoms this, not the fit, grows with N
+        run.state.features = stored_features(run, ae)
+        run.state.stats = S.standardisation(run.cfg, run.state.features)
+        run.timed("features", time.perf_counter() - t0)
     fields = []
     for m in range(t.members):
         if run.member_path(m).exists():

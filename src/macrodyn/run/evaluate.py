@@ -49,6 +49,7 @@ def evaluate_stage(run: Run, ae: ClosureAutoencoder, fields: list[StandardizedFi
         "n_test_trajectories": test.n_rows,
         "seed": run.cfg.seed,
         "stage_seconds": run.stage_seconds(),
+        "stage_peak_rss_gb": run.stage_peak_gb(),
     }
     save_json(metrics, run.out / "metrics.json")
     return metrics

@@ -28,16 +28,20 @@ import yaml
 from macrodyn.closure.autoencoder import ClosureAutoencoder
 from macrodyn.config import RunConfig, check_closure_dim, parse_config
 from macrodyn.errors import InputError
-from macrodyn.io import load_json, save_json, save_text
+from macrodyn.io import load_json, peak_rss, save_json, save_text
 from macrodyn.model import steps as S
 from macrodyn.model.parts import n_configs, stream_rng, units_per_config
 from macrodyn.systems.base import MicroSystem
 from macrodyn.systems.fingerprint import compare_fingerprint, fingerprint
 from macrodyn.systems.registry import build_system
 
-STAGES = ("simulate", "label", "closure", "dynamics", "evaluate", "report")
+#: the stages in order; ``features`` (the labels' features, computed once before the members are
+#: fitted) is timed apart from ``dynamics`` (the fits)
+STAGES = ("simulate", "label", "closure", "features", "dynamics", "evaluate", "report")
 #: fields of the config that say where and on how many threads work runs: they do not change the data
 _NOT_IDENTITY = {"parallel", "threads"}
+#: per-stage peak resident memory in bytes (see :meth:`Run.timed`)
+PEAK_FILE = "stage_peak_rss.json"
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Run:
     system: MicroSystem | None = None
     progress: bool = True
     timings: dict = field(default_factory=dict)
+    peak_memory: dict = field(default_factory=dict)
     state: RunState = field(default_factory=RunState, repr=False)
 
     def __post_init__(self):
@@ -88,7 +93,7 @@ class Run:
             save_text(yaml.safe_dump(new, sort_keys=False), path)
         run.check_fingerprint()
         run.clean_temporary()
-        run.timings = run._read_timings()
+        run.timings, run.peak_memory = run._read_timings(), run._read_timings(PEAK_FILE)
         return run
 
     def clean_temporary(self) -> list[Path]:
@@ -129,7 +134,7 @@ class Run:
         if cfg is not None and stored.model_dump(exclude=_NOT_IDENTITY) != cfg.model_dump(exclude=_NOT_IDENTITY):
             raise InputError(f"{out} holds a run with a different config; use another --out or delete it.")
         run = cls(cfg or stored, out, system, progress)
-        run.timings = run._read_timings()
+        run.timings, run.peak_memory = run._read_timings(), run._read_timings(PEAK_FILE)
         return run
 
     def identity(self) -> dict:
@@ -166,15 +171,26 @@ class Run:
         return n_configs(self.cfg, self.system)
 
     # --------------------------------------------------------------- timings
-    def timed(self, stage: str, seconds: float) -> None:
+    def timed(self, stage: str, seconds: float, *, memory: bool = True) -> None:
+        """Add ``seconds`` to ``stage``; with ``memory``, also record this process's peak resident
+        memory since the previous stage ended (the largest over resumed invocations) and start a
+        new peak."""
         self.timings[stage] = self.timings.get(stage, 0.0) + seconds
         save_json(self.timings, self.out / "stage_seconds.json")
+        peak = peak_rss(reset=True) if memory else None
+        if peak is not None:
+            self.peak_memory[stage] = max(self.peak_memory.get(stage, 0), peak)
+            save_json(self.peak_memory, self.out / PEAK_FILE)
+
+    def stage_peak_gb(self) -> dict:
+        """Peak resident memory per stage in GB (stages timed in this folder)."""
+        return {s: round(self.peak_memory[s] / 1e9, 3) for s in STAGES if s in self.peak_memory}
 
     def stage_seconds(self) -> dict:
         return {s: round(self.timings.get(s, 0.0), 3) for s in STAGES if s in self.timings}
 
-    def _read_timings(self) -> dict:
-        path = self.out / "stage_seconds.json"
+    def _read_timings(self, name: str = "stage_seconds.json") -> dict:
+        path = self.out / name
         try:
             t = load_json(path) if path.exists() else {}
         except InputError:  # a damaged timings file is rewritten, not a reason to stop

@@ -39,7 +39,7 @@ def label_stage(run: Run) -> None:
     for_each_chunk(run, label_chunk, [(c, where[table.chunk_slice(c)]) for c in table.missing_chunks()], "label")
     run.timed("label", time.perf_counter() - t0)
     if run.system.counter.label_seconds > spent:  # in-process only (Dask workers count in their own processes)
-        run.timed("label_forces", run.system.counter.label_seconds - spent)
+        run.timed("label_forces", run.system.counter.label_seconds - spent, memory=False)
 
 
 def label_chunk(run: Run, c: int, where: np.ndarray) -> None:

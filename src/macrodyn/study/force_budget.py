@@ -11,6 +11,7 @@ only the forces it uses, so L_x,p's saving shows in seconds.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Literal
 
@@ -20,7 +21,10 @@ from tqdm.auto import tqdm
 
 from macrodyn.config import RunConfig, TrainingConfig, parse_config, read_yaml, validate
 from macrodyn.io import save_json
+from macrodyn.model.steps import n_saved
 from macrodyn.pipeline import share_stages
+from macrodyn.errors import InputError
+from macrodyn.preflight import bytes_under, estimate, existing_parent, fmt_bytes
 from macrodyn.run import Run
 from macrodyn.run.label import label_stage
 from macrodyn.study.grid import GridPoint, prepare_shared, run_grid, shared_folder
@@ -56,6 +60,12 @@ class ForceBudgetStudy(BaseModel):
                               "checkpoint_every of run.training, are scaled so every training-set size gets "
                               "about this many steps (a fixed epoch count starves the small sets); null: "
                               "run.training.epochs for every point")
+
+    closure_max_values: int | None = Field(
+        None, gt=0, description="cap on the closure's training data, snapshots × coordinates: at a size where "
+        "run.closure.max_configs snapshots would exceed it, the closure trains on max_values // N snapshots and "
+        "its epochs grow in proportion, so it takes as many optimiser steps on a smaller subsample (null: "
+        "run.closure.max_configs at every size)")
 
     @field_validator("configs")
     @classmethod
@@ -101,7 +111,9 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
     if seed is not None:
         data["seed"] = seed
     base = parse_config(data, "study point")
-    n_units = build_system(base.system.name, base.system.params).n_units
+    system = build_system(base.system.name, base.system.params)
+    n_units = system.n_units
+    data["closure"].update(closure_subsample(study, base, system.n_coords))
     t = data["training"]
     t.update(POINT_TRAINING[loss](study, n_units, n_configs))
     if loss and study.steps:
@@ -113,6 +125,16 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
                 t[name] = max(1, round(t[name] * scale))
         t["epochs"] = epochs
     return parse_config(data, "study point")  # validated once, with the point's values
+
+
+def closure_subsample(study: ForceBudgetStudy, base: RunConfig, n_coords: int) -> dict:
+    """The closure fields of one size under ``study.closure_max_values`` (empty: unchanged)."""
+    c, pool = base.closure, base.data.n_train_trajectories * n_saved(base)
+    m = min(c.max_configs or pool, pool)
+    if not study.closure_max_values or m * n_coords <= study.closure_max_values:
+        return {}
+    cap = max(1, study.closure_max_values // n_coords)
+    return {"max_configs": cap, "epochs": -(-c.epochs * m // cap)}
 
 
 _NO_CONTROL = {"control": "none", "control_window": TrainingConfig.model_fields["control_window"].default,
@@ -145,6 +167,7 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
     """
     out = Path(out)
     sizes, losses = sizes or study.sizes, losses or study.losses
+    check_study_fits(study, out, sizes, losses, label_configs if label_only else None)
     points = []
     bar = tqdm(total=len(sizes) * len(losses), desc="study (size, loss)", disable=not progress)
     for n_atoms in sizes:
@@ -162,9 +185,9 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
 
                 search(study, train, points)
             bar.update()
-            save_json(summarise(study, points), out / "study.json")
+            save_json(summarise(study, points, out), out / "study.json")
     bar.close()
-    result = summarise(study, points)
+    result = summarise(study, points, out)
     save_json(result, out / "study.json")
     plot_study(result, out / "figures")
     return result
@@ -202,6 +225,7 @@ def draw_points(study: ForceBudgetStudy, n_atoms: int, loss: str, n_configs: int
 
 def train_point(study: ForceBudgetStudy, shared: Path, out: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
     """Train (or read back) the point's ``study.draws`` draws; one point record over them."""
+    check_point_fits(study, out, n_atoms, loss, n_configs)
     results = run_grid(draw_points(study, n_atoms, loss, n_configs), {size_key(study, n_atoms): shared}, out,
                        progress=False)
     draws = [_point(r.run, r.metrics, n_atoms, loss, n_configs) for r in results]
@@ -219,6 +243,7 @@ def train_point(study: ForceBudgetStudy, shared: Path, out: Path, n_atoms: int, 
 
 
 def _label_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
+    check_point_fits(study, folder.parent, n_atoms, loss, n_configs)
     out = folder / f"{loss}_c{n_configs}"
     share_stages(shared, out, closure=False)
     run = Run.create(point_config(study, n_atoms, loss, n_configs), out, progress=False)
@@ -234,10 +259,14 @@ def _point(run, m: dict, n_atoms: int, loss: str, n_configs: int) -> dict:
             "n_members": m["n_members"], "control": run.cfg.training.control,
             "labelling_seconds": run.timings.get("label"),
             "labelling_force_seconds": run.timings.get("label_forces"),
-            "training_seconds": run.timings.get("dynamics")}
+            "features_seconds": run.timings.get("features"),
+            "training_seconds": run.timings.get("dynamics"),
+            "peak_rss_gb": run.stage_peak_gb()}
 
 
-def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
+def summarise(study: ForceBudgetStudy, points: list[dict], out: Path | None = None) -> dict:
+    """``records`` (one per size and loss), ``points`` and, with the study folder ``out``,
+    ``sizes`` (:func:`size_record`)."""
     records = []
     for n_atoms in dict.fromkeys(p["n_atoms"] for p in points):
         for loss in [lo for lo in study.losses if any(p["loss"] == lo for p in points)]:
@@ -256,7 +285,84 @@ def summarise(study: ForceBudgetStudy, points: list[dict]) -> dict:
                             "largest_tried_evaluations": max((p["force_evaluations"] for p in trained), default=None),
                             "best_error": min((p["rollout_rel_error"] for p in trained), default=None),
                             "reference_evaluations_to_tol": REFERENCE[loss].get(n_atoms)})
-    return {"records": records, "points": points}
+    sizes = [] if out is None else [size_record(study, out, n, points)
+                                    for n in dict.fromkeys(p["n_atoms"] for p in points)]
+    return {"records": records, "points": points, **({"sizes": sizes} if out is not None else {})}
+
+
+def size_record(study: ForceBudgetStudy, out: Path, n_atoms: int, points: list[dict]) -> dict:
+    """Where one size's time, memory and disk go: the shared run's ``simulate`` and ``closure``, and
+    per point stage (``label``, ``features``, ``dynamics`` = the fits) the largest of its points'
+    seconds and peak resident memory; ``disk_bytes``: the size's folder (trajectories, closure, every
+    point's labels and models), ``trajectory_bytes`` its trajectories alone."""
+    folder = out / size_key(study, n_atoms)
+    shared = shared_folder(out, size_key(study, n_atoms))
+    seconds, peak = {}, {}
+    if (shared / "config.yaml").exists():
+        run = Run.open(shared, progress=False)
+        seconds = {k: v for k, v in run.stage_seconds().items() if k in ("simulate", "closure")}
+        peak = {k: v for k, v in run.stage_peak_gb().items() if k in ("simulate", "closure")}
+    mine = [p for p in points if p["n_atoms"] == n_atoms]
+    for stage, key in (("label", "labelling_seconds"), ("features", "features_seconds"),
+                       ("dynamics", "training_seconds")):
+        v = [p[key] for p in mine if p.get(key)]
+        if v:
+            seconds[f"{stage}_max"] = round(max(v), 3)
+        g = [p["peak_rss_gb"][stage] for p in mine if stage in (p.get("peak_rss_gb") or {})]
+        if g:
+            peak[stage] = max(g)
+    return {"n_atoms": n_atoms, "disk_bytes": bytes_under(folder),
+            "trajectory_bytes": sum(bytes_under(shared / "data.zarr" / t) for t in ("train", "test")),
+            "stage_seconds": seconds, "stage_peak_rss_gb": peak}
+
+
+def check_study_fits(study: ForceBudgetStudy, out: Path, sizes: list[int], losses: list[str],
+                     label_configs: list[int] | None = None) -> None:
+    """Refuse, before any work, a study whose sizes' trajectories (plus the first point of each loss:
+    the middle of ``configs``, or ``label_configs``) do not fit on the disk of ``out``, or whose
+    stages cannot fit in memory (:func:`macrodyn.preflight.estimate`). Later points are checked
+    one by one before they label (:func:`check_point_fits`)."""
+    need, fails = 0, []
+    first = label_configs or [study.configs[(len(study.configs) - 1) // 2]]
+    for n in sizes:
+        cfg = point_config(study, n)
+        system = build_system(cfg.system.name, cfg.system.params)
+        shared = shared_folder(out, size_key(study, n))
+        est, problems = estimate(cfg, system)  # memory only: the disk is summed over sizes below
+        fails += [f"size {n}: {p}" for p in problems]
+        have = bytes_under(shared / "data.zarr")
+        need += max(0, est["disk_bytes"] - have)
+        need += sum(label_bytes(study, n, loss, c) for loss in losses for c in first
+                    if not (out / size_key(study, n) / f"{loss}_c{c}" / "data.zarr" / "labels").exists())
+    where = existing_parent(out)
+    free = shutil.disk_usage(where).free
+    if need > free:
+        fails.append(f"the study needs about {fmt_bytes(need)} on disk (trajectories of sizes {sizes} and their "
+                     f"first points' labels) but {where} has {fmt_bytes(free)} free; use an --out on a larger disk, "
+                     "fewer --size, or data.dtype: float32")
+    if fails:
+        raise InputError("study force-budget cannot run here: " + " | ".join(fails))
+
+
+def label_bytes(study: ForceBudgetStudy, n_atoms: int, loss: str, n_configs: int) -> int:
+    """Bytes of one point's labels table (times its draws)."""
+    cfg = point_config(study, n_atoms, loss, n_configs)
+    system = build_system(cfg.system.name, cfg.system.params)
+    return estimate(cfg, system)[0]["label_bytes"] * study.draws
+
+
+def check_point_fits(study: ForceBudgetStudy, out: Path, n_atoms: int, loss: str, n_configs: int) -> None:
+    """Refuse to label a point whose labels would not fit on the disk (checked before each point,
+    as the search decides which points it needs)."""
+    folder = out / size_key(study, n_atoms) / f"{loss}_c{n_configs}"
+    if (folder / "data.zarr" / "labels").exists():
+        return
+    need, where = label_bytes(study, n_atoms, loss, n_configs), existing_parent(folder)
+    free = shutil.disk_usage(where).free
+    if need > free:
+        raise InputError(f"point {folder.name} of size {n_atoms} needs about {fmt_bytes(need)} of labels but "
+                         f"{where} has {fmt_bytes(free)} free; free space (finished points keep only their labels "
+                         "and models) or use an --out on a larger disk, then rerun: finished points are kept.")
 
 
 LOSS_COLORS = {"L_z": "C0", "L_xp": "C3"}

@@ -114,7 +114,8 @@ def prepare_shared(shared: RunConfig | str | Path, folder: str | Path | None = N
     else:
         folder = Path(shared)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    with _locked(folder.parent / f"{folder.name}.lock"):
+    real = folder.resolve()  # a linked shared folder (another study's) is locked where it lives
+    with _locked(real.parent / f"{real.name}.lock"):
         run = (Run.create(shared, folder, progress=progress) if isinstance(shared, RunConfig)
                else Run.open(folder, progress=progress))
         simulate(run)

@@ -164,9 +164,11 @@ class LammpsLJ:
         self.lmp.command("run 0")
         return np.array(self._per_atom("f"), dtype=np.float64)
 
-    def run(self, n_steps: int) -> None:
-        """Advance ``n_steps`` velocity-Verlet NVE steps."""
-        self.lmp.command(f"run {int(n_steps)} pre yes post no")
+    def run(self, n_steps: int, setup: bool = True) -> None:
+        """Advance ``n_steps`` velocity-Verlet NVE steps. ``setup=False`` continues the previous run
+        without LAMMPS's setup (neighbour lists, forces): valid when nothing changed in between, and
+        4x faster per saved step at 21 600 atoms with ``save_every = 1``."""
+        self.lmp.command(f"run {int(n_steps)} pre {'yes' if setup else 'no'} post no")
 
     def state(self) -> tuple[np.ndarray, np.ndarray]:
         """Unwrapped positions and velocities, each ``(n, 3)``, by atom."""
@@ -209,6 +211,6 @@ def lammps_trajectories(positions: np.ndarray, velocities: np.ndarray, box: floa
             lmp.set_state(positions[k], velocities[k])
             out_x[k, 0], out_v[k, 0] = positions[k], velocities[k]
             for s in range(1, n_saved):
-                lmp.run(save_every)
+                lmp.run(save_every, setup=s == 1)
                 out_x[k, s], out_v[k, s] = lmp.state()
     return out_x, out_v

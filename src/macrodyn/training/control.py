@@ -40,6 +40,7 @@ import numpy as np
 from macrodyn import keys as K
 from macrodyn.errors import InputError
 from macrodyn.systems.base import MicroSystem
+from macrodyn.training.features import label
 
 #: ``chunks()`` yields ``(x (b, N), labels {INDEX, FORCES, ...}, rows (b,))`` of every labelled configuration
 Chunks = Callable[[], Iterable[tuple[np.ndarray, dict, np.ndarray]]]
@@ -126,7 +127,7 @@ class SurrogateControl:
 
     def __call__(self, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``(b, N)`` predicted forces of the labelled configurations ``x`` ``(b, N)`` (``rows`` unused)."""
-        s = self.surrogate.forces(x)
+        s = self.surrogate.forces(np.asarray(x, dtype=np.float64))
         return s * np.tile(self.beta, s.shape[1] // len(self.beta))[None]
 
 
@@ -164,7 +165,7 @@ class Surrogate:
         """``β`` from a first pass over ``chunks``: the surrogate at the labelled coordinates only."""
         sums = None
         for x, lab_c, _ in chunks():
-            pred = self.surrogate.partial_forces(x, lab_c[K.INDEX])
+            pred = label(self.surrogate, x, lab_c[K.INDEX])
             sums = slot_scale(lab_c[K.INDEX], lab_c[K.FORCES], pred, coords_per_unit, sums)
         if sums is None:
             raise InputError("training.control: surrogate found no labelled configuration; run `macrodyn label`.")

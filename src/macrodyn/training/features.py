@@ -11,7 +11,6 @@ import torch
 
 from macrodyn import keys as K
 from macrodyn.closure.autoencoder import ClosureAutoencoder
-from macrodyn.closure.jacobian import batch_jacobian, pinv_rows
 from macrodyn.systems.base import MicroSystem
 
 
@@ -24,13 +23,15 @@ def sample_units(n_rows: int, n_units: int, k: int, rng: np.random.Generator) ->
 
 
 def label(system: MicroSystem, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Forces at ``idx`` ``(B, k)``; a full evaluation when every coordinate is chosen."""
+    """Forces at ``idx`` ``(B, k)``; a full evaluation when every coordinate is chosen. Always in
+    float64, whatever the stored precision of ``x`` (``data.dtype``)."""
+    x = np.asarray(x, dtype=np.float64)
     if idx.shape[1] == system.n_coords:
         return np.take_along_axis(system.forces(x), idx, axis=1)
     return system.partial_forces(x, idx)
 
 
-#: bytes of float64 Jacobians ``(batch, d, N)`` held at once by :func:`compute_features`
+#: bytes of float64 observable Jacobian rows ``(batch, d*, N)`` held at once by :func:`compute_features`
 JACOBIAN_BYTES = 512 * 2**20
 
 
@@ -74,7 +75,8 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
         res = {k: torch.cat(v).to(dtype) for k, v in out.items()}
         res[K.JF_ESTIMATE] = res[K.JF]
         return res
-    batch = max(1, min(batch, JACOBIAN_BYTES // (8 * ae.dim * n)))
+    # only the given observables' rows of J are held, (batch, d*, N) (ClosureAutoencoder.jacobian_products)
+    batch = max(1, min(batch, JACOBIAN_BYTES // (8 * max(1, ae.observable.dim) * n)))
     out = {K.Z: [], K.PINV_ROWS: [], K.JF_ESTIMATE: [], K.FORCES: []}
     if full:
         out[K.JF] = []
@@ -82,16 +84,14 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
         xb = torch.as_tensor(x[s:s + batch], dtype=torch.float64)
         ib = torch.as_tensor(idx[s:s + batch])
         fb = torch.as_tensor(f[s:s + batch], dtype=torch.float64)
-        J = batch_jacobian(ae64, xb)
-        JI = torch.gather(J, 2, ib.unsqueeze(1).expand(-1, J.shape[1], -1))
-        P = pinv_rows(J, ib)
-        jc = 0.0
+        cb = None if control is None else torch.as_tensor(control[s:s + batch], dtype=torch.float64)
+        gram, JI, jc = ae64.jacobian_products(xb, ib, cb)
+        P = torch.linalg.solve(gram, JI).transpose(1, 2)  # rows I of J⁺ (closure/jacobian.py: pinv_rows)
         if control is not None:  # fit the residual f − c; J c is exact (training/control.py)
-            cb = torch.as_tensor(control[s:s + batch], dtype=torch.float64)
-            jc = (J @ cb.unsqueeze(-1)).squeeze(-1)
             fb = fb - torch.gather(cb, 1, ib)
             out[K.FORCES].append(fb + (P @ jc.unsqueeze(-1)).squeeze(-1))
         else:
+            jc = 0.0
             out[K.FORCES].append(fb)
         if w is not None:  # Horvitz–Thompson: f_i / π_i = f_i · w_i N/k
             fb = fb * torch.as_tensor(w[s:s + batch], dtype=torch.float64)

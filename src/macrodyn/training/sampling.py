@@ -31,7 +31,7 @@ import torch
 from macrodyn import keys as K
 from macrodyn.closure.jacobian import batch_jacobian, pinv_rows
 from macrodyn.systems.base import MicroSystem
-from macrodyn.training.features import sample_units
+from macrodyn.training.features import label, sample_units
 
 
 def inclusion_probabilities(score: np.ndarray, k: int, gamma: float) -> np.ndarray:
@@ -219,8 +219,7 @@ class OnDemandLabeller:
                                 score=None if self.score is None else self.score[rows])
         idx = s.unit_coords(units)
         before = s.counter.labels
-        f = s.partial_forces(self.x[rows], idx) if idx.shape[1] < s.n_coords else \
-            np.take_along_axis(s.forces(self.x[rows]), idx, 1)
+        f = label(s, self.x[rows], idx)
         self.spent += s.counter.labels - before
         wc = expand_unit_weights(w, s.coords_per_unit)
         for j, r in enumerate(rows):
