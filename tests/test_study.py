@@ -236,3 +236,43 @@ def test_a_study_that_cannot_fit_on_the_disk_is_refused_before_any_work(tmp_path
     assert not (tmp_path / "study").exists()
     with pytest.raises(InputError, match=r"point L_z_c500 .* labels .* free"):
         fb.check_point_fits(ForceBudgetStudy.model_validate(STUDY), tmp_path, 12, "L_z", 500)
+
+
+@pytest.mark.slow
+def test_a_study_killed_at_any_stage_resumes_to_the_same_records(tmp_path):
+    """SIGKILL while simulating a size, while a point labels and while it trains; each rerun
+    resumes, and the records equal an uninterrupted study's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    study = {**STUDY, "e_tol": 1.0e9, "run": {**RUN, "closure": {"epochs": 40},
+                                              "training": {**RUN["training"], "epochs": 40, "checkpoint_every": 2}}}
+    cfg = _write(tmp_path, study)
+    cmd = [sys.executable, "-c", "from macrodyn.cli import entry; entry()", "study", "force-budget", str(cfg), "-q"]
+
+    def run(out, kill_at=None):
+        proc = subprocess.Popen([*cmd, "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                start_new_session=True)
+        t0 = time.time()
+        while kill_at and time.time() - t0 < 120 and proc.poll() is None:
+            if list(out.glob(kill_at)):
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                return proc.returncode
+            time.sleep(0.01)
+        assert proc.wait() == 0, proc.stderr.read()
+        return 0
+
+    ref = tmp_path / "ref"
+    run(ref)
+    out = tmp_path / "killed"
+    assert run(out, "n8/shared/data.zarr/train/_done/c/1") == -signal.SIGKILL
+    assert run(out, "n8/L_z_c250/data.zarr/labels/_done/c/0") == -signal.SIGKILL
+    assert run(out, "n8/L_z_c250/dynamics/member_0.partial.pt") == -signal.SIGKILL
+    run(out)
+    records = [[{k: v for k, v in r.items() if not k.endswith("seconds")}  # wall times differ, nothing else may
+                for r in json.loads((f / "study.json").read_text())["records"]] for f in (ref, out)]
+    assert records[0] == records[1]

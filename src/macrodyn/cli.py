@@ -252,8 +252,8 @@ def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. confi
     for n in dict.fromkeys(p["n_atoms"] for p in result["points"]):
         ratio, forces = labelling_ratio(result["points"], n), labelling_ratio(result["points"], n, "labelling_force_seconds")
         if ratio:
-            typer.echo(f"size {n}: labelling time L_z / L_x,p on the same training sets {ratio:.1f}x "
-                       f"(force calls alone {forces:.1f}x)")
+            alone = f" (force calls alone {forces:.1f}x)" if forces else ""
+            typer.echo(f"size {n}: labelling time L_z / L_x,p on the same training sets {ratio:.1f}x{alone}")
     typer.echo(f"(* best error, tolerance not reached)  {out / 'study.json'}, {out / 'figures'}")
 
 

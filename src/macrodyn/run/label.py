@@ -36,7 +36,10 @@ def label_stage(run: Run) -> None:
     table = ChunkedTable.create(run.store, "labels", len(where), t.chunk_configs, S.label_columns(run.cfg, run.system),
                                 labels_attrs(run))
     spent = run.system.counter.label_seconds
-    for_each_chunk(run, label_chunk, [(c, where[table.chunk_slice(c)]) for c in table.missing_chunks()], "label")
+    missing = table.missing_chunks()
+    for_each_chunk(run, label_chunk, [(c, where[table.chunk_slice(c)]) for c in missing], "label")
+    if not missing:  # labelled by an earlier, killed process: its time is not this call's
+        return
     run.timed("label", time.perf_counter() - t0)
     if run.system.counter.label_seconds > spent:  # in-process only (Dask workers count in their own processes)
         run.timed("label_forces", run.system.counter.label_seconds - spent, memory=False)
