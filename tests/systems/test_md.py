@@ -73,6 +73,25 @@ def test_partial_forces_any_coordinates_and_atom_counting(rng):
     np.testing.assert_array_equal(s.partial_forces(x, vel_only), np.take_along_axis(full, vel_only, 1))
 
 
+def test_partial_forces_of_float32_configurations_in_blocks(rng, monkeypatch):
+    """Stored float32 configurations are upcast a few rows at a time: the forces are those of
+    the upcast configuration (bit for bit its partial forces; the full ones to rounding)."""
+    import macrodyn.systems.base as base
+
+    s = small()
+    x32 = (s.sample_initial(5, rng)).astype(np.float32)
+    atoms = np.stack([rng.choice(s.n_atoms, 20, replace=False) for _ in range(5)])
+    idx = s.unit_coords(atoms)
+    full = np.take_along_axis(s.forces(x32.astype(np.float64)), idx, 1)
+    whole = s.partial_forces(x32.astype(np.float64), idx)
+    monkeypatch.setattr(base, "PARTIAL_BLOCK_BYTES", 2 * 8 * s.n_coords)  # 2 rows per block: 3 blocks
+    out = s.partial_forces(x32, idx)
+    np.testing.assert_array_equal(out, whole)
+    np.testing.assert_allclose(out, full, rtol=1e-12, atol=1e-12)
+    with pytest.raises(InputError, match="shape"):
+        s.partial_forces(x32[:, :-1], idx)
+
+
 def test_partial_forces_only_evaluate_chosen_atoms(rng, monkeypatch):
     """The kernel is asked for the chosen atoms only, never for all."""
     import macrodyn.systems.md as md

@@ -123,6 +123,15 @@ def test_sample_units_distinct_and_uniform(rng):
     np.testing.assert_allclose(counts, 0.1, atol=0.005)
 
 
+@pytest.mark.parametrize("n,k", [(51200, 50), (800, 50), (60, 50), (100, 99), (10, 1)])
+def test_sample_units_are_the_k_smallest_keys(n, k):
+    """The cutoff search returns the subsets of a full argpartition of the same keys (the
+    definition), including rows where too few keys pass the cutoff (k near n)."""
+    got = sample_units(200, n, k, np.random.default_rng(3))
+    keys = np.random.default_rng(3).random((200, n))
+    np.testing.assert_array_equal(got, np.sort(np.argsort(keys, axis=1)[:, :k], axis=1))
+
+
 def test_latent_features_by_jvp_match_jacobian_and_finite_differences(setup, rng):
     """rows=False (L_z: one forward-mode J·f, no J⁺ rows) gives the same z and J f as the
     full-Jacobian path, with the labels in any coordinate order, and J f matches a central

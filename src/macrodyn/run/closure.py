@@ -44,8 +44,10 @@ MAX_KAPPA = 1e6
 def check_collapse(run: Run, hist: dict) -> None:
     """Refuse (not save) a closure whose Jacobian lost rank in training: every later stage divides
     by ``J Jᵀ``. Checked when the κ penalty is on (``closure.cond_weight`` > 0), on its last epoch."""
-    kappa = hist["kappa"][-1] if hist["kappa"] else float("nan")
-    if run.cfg.closure.cond_weight > 0 and not kappa <= MAX_KAPPA:
+    if run.cfg.closure.cond_weight <= 0:
+        return
+    kappa = (hist.get("kappa") or [float("nan")])[-1]
+    if not kappa <= MAX_KAPPA:
         raise InputError(f"the closure collapsed: mean κ(J Jᵀ) {kappa:.3g} in its last epoch (> {MAX_KAPPA:.0e}), "
                          "so its Jacobian has lost rank. Lower closure.lr or closure.input_lr_coords (the input "
                          "layer's step grows with the number of coordinates), or raise closure.cond_weight, then "

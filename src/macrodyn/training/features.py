@@ -19,13 +19,22 @@ def sample_units(n_rows: int, n_units: int, k: int, rng: np.random.Generator) ->
     if k == n_units:
         return np.broadcast_to(np.arange(n_units), (n_rows, n_units)).copy()
     keys = rng.random((n_rows, n_units))
-    return np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1).astype(np.int64)
+    # The k smallest keys of each row, found among the keys below a cutoff that ~k + 6 sqrt(k)
+    # of them pass: the same subsets as a full argpartition, at O(k) sorting work per row
+    # instead of O(N) (a full partition dominated labelling at 51 200 atoms).
+    cut = (k + 6 * np.sqrt(k) + 10) / n_units
+    out = np.empty((n_rows, k), dtype=np.int64)
+    for r in range(n_rows):
+        cand = np.flatnonzero(keys[r] < cut) if cut < 1 else np.arange(n_units)
+        if len(cand) < k:  # rare: too few below the cutoff
+            cand = np.arange(n_units)
+        out[r] = np.sort(cand[np.argpartition(keys[r, cand], k - 1)[:k]])
+    return out
 
 
 def label(system: MicroSystem, x: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Forces at ``idx`` ``(B, k)``; a full evaluation when every coordinate is chosen. Always in
-    float64, whatever the stored precision of ``x`` (``data.dtype``)."""
-    x = np.asarray(x, dtype=np.float64)
+    float64, whatever the stored precision of ``x`` (``data.dtype``): the system upcasts it."""
     if idx.shape[1] == system.n_coords:
         return np.take_along_axis(system.forces(x), idx, axis=1)
     return system.partial_forces(x, idx)
