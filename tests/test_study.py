@@ -75,7 +75,7 @@ def test_control_applies_to_l_xp_points_only_and_shared_runs_match():
 
 
 @pytest.mark.slow
-def test_study_stops_at_tolerance_and_resumes(tmp_path):
+def test_study_stops_at_tolerance_and_resumes(tmp_path, monkeypatch):
     study = ForceBudgetStudy.model_validate({**STUDY, "e_tol": 1.0e9})  # every first point is within tolerance
     res = run_study(study, tmp_path, progress=False)
     assert [(p["n_atoms"], p["loss"], p["n_configs"]) for p in res["points"]] == [
@@ -94,6 +94,18 @@ def test_study_stops_at_tolerance_and_resumes(tmp_path):
     assert json.loads((tmp_path / "study.json").read_text())["records"] == res["records"]
     assert (tmp_path / "figures" / "force_budget.png").stat().st_size > 1000
     assert (tmp_path / "figures" / "labelling_seconds.png").stat().st_size > 1000
+
+    # finished points whose labels were deleted to free the disk are read back on a full disk
+    import shutil as sh
+
+    import macrodyn.study.force_budget as fb
+
+    for labels in tmp_path.glob("n*/L_*/data.zarr"):
+        sh.rmtree(labels)
+    real = sh.disk_usage
+    with monkeypatch.context() as m:
+        m.setattr(fb.shutil, "disk_usage", lambda p: real(p)._replace(free=10_000))
+        assert run_study(study, tmp_path, progress=False)["records"] == res["records"]
 
     # an unreachable tolerance: finished points are reused, the larger training sets are trained
     first = tmp_path / "n8" / "L_z_c250" / "metrics.json"

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tqdm.auto import tqdm
 
 from macrodyn.config import RunConfig, TrainingConfig, parse_config, read_yaml, validate
+from macrodyn.data.store import ChunkedTable
 from macrodyn.io import save_json
 from macrodyn.model.steps import n_saved
 from macrodyn.pipeline import share_stages
@@ -318,8 +319,8 @@ def size_record(study: ForceBudgetStudy, out: Path, n_atoms: int, points: list[d
 
 def check_study_fits(study: ForceBudgetStudy, out: Path, sizes: list[int], losses: list[str],
                      label_configs: list[int] | None = None) -> None:
-    """Refuse, before any work, a study whose sizes' trajectories (plus the first point of each loss:
-    the middle of ``configs``, or ``label_configs``) do not fit on the disk of ``out``, or whose
+    """Refuse, before any work, a study whose sizes' trajectories (plus the first point of each loss
+    not begun at that size: the middle of ``configs``, or ``label_configs``) do not fit on the disk of ``out``, or whose
     stages cannot fit in memory (:func:`macrodyn.preflight.estimate`). Later points are checked
     one by one before they label (:func:`check_point_fits`)."""
     need, fails = 0, []
@@ -330,10 +331,10 @@ def check_study_fits(study: ForceBudgetStudy, out: Path, sizes: list[int], losse
         shared = shared_folder(out, size_key(study, n))
         est, problems = estimate(cfg, system)  # memory only: the disk is summed over sizes below
         fails += [f"size {n}: {p}" for p in problems]
-        have = bytes_under(shared / "data.zarr")
-        need += max(0, est["disk_bytes"] - have)
+        if not _simulated(shared):  # estimated uncompressed: a finished run may hold less
+            need += max(0, est["disk_bytes"] - bytes_under(shared / "data.zarr"))
         need += sum(label_bytes(study, n, loss, c) for loss in losses for c in first
-                    if not (out / size_key(study, n) / f"{loss}_c{c}" / "data.zarr" / "labels").exists())
+                    if not any(map(_labelled, (out / size_key(study, n)).glob(f"{loss}_c*"))))
     where = existing_parent(out)
     free = shutil.disk_usage(where).free
     if need > free:
@@ -342,6 +343,19 @@ def check_study_fits(study: ForceBudgetStudy, out: Path, sizes: list[int], losse
                      "fewer --size, or data.dtype: float32")
     if fails:
         raise InputError("study force-budget cannot run here: " + " | ".join(fails))
+
+
+def _simulated(shared: Path) -> bool:
+    try:
+        return all(ChunkedTable.open(shared / "data.zarr", t).is_complete() for t in ("train", "test"))
+    except InputError:
+        return False
+
+
+def _labelled(point: Path) -> bool:
+    """The point has its labels, or is finished (a finished point may have had its labels deleted
+    to free the disk: it is read back, never labelled again)."""
+    return (point / "data.zarr" / "labels").exists() or (point / "metrics.json").exists()
 
 
 def label_bytes(study: ForceBudgetStudy, n_atoms: int, loss: str, n_configs: int) -> int:
@@ -355,7 +369,7 @@ def check_point_fits(study: ForceBudgetStudy, out: Path, n_atoms: int, loss: str
     """Refuse to label a point whose labels would not fit on the disk (checked before each point,
     as the search decides which points it needs)."""
     folder = out / size_key(study, n_atoms) / f"{loss}_c{n_configs}"
-    if (folder / "data.zarr" / "labels").exists():
+    if _labelled(folder):
         return
     need, where = label_bytes(study, n_atoms, loss, n_configs), existing_parent(folder)
     free = shutil.disk_usage(where).free
