@@ -41,7 +41,7 @@ from macrodyn.study import (labelling_ratio, load_study, plot_evaluations, run_s
 NAME = "force_budget_study_full"
 EARLIER = ("force_budget_study", "force_budget_study_control")
 RECORD = ["n_atoms", "loss", "control", "evaluations_to_tol", "configs_to_tol", "error_at_tol", "error_at_tol_std",
-          "reference_evaluations_to_tol", "source"]
+          "largest_tried_evaluations", "best_error", "reference_evaluations_to_tol", "source"]
 
 
 def link_shared(study, work: Path, other: Path, sizes: list[int]) -> None:
