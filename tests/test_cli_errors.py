@@ -266,7 +266,11 @@ def test_keyboard_interrupt_in_command(capsys, tmp_path, tiny_cfg, monkeypatch):
 def test_sigint_subprocess(tmp_path, tiny_cfg):
     """SIGINT to a running ``macrodyn run`` (stalled inside the command): one line, exit 130."""
     flag = tmp_path / "started"
-    code = ("import sys, time, pathlib\n"
+    # SIGINT handled and unblocked as under a terminal: a disposition or mask the test process
+    # inherited (from its runner or a library thread) must not leak into the command
+    code = ("import sys, time, pathlib, signal\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})\n"
             "import macrodyn.systems.registry as reg\n"
             "def slow(*a, **kw):\n"
             f"    pathlib.Path({str(flag)!r}).touch()\n"
