@@ -46,7 +46,7 @@ def check_collapse(run: Run, hist: dict) -> None:
     by ``J Jᵀ``. Checked when the κ penalty is on (``closure.cond_weight`` > 0), on its last epoch."""
     if run.cfg.closure.cond_weight <= 0:
         return
-    kappa = (hist.get("kappa") or [float("nan")])[-1]
+    kappa = hist["kappa"][-1] if hist["kappa"] else float("nan")
     if not kappa <= MAX_KAPPA:
         raise InputError(f"the closure collapsed: mean κ(J Jᵀ) {kappa:.3g} in its last epoch (> {MAX_KAPPA:.0e}), "
                          "so its Jacobian has lost rank. Lower closure.lr or closure.input_lr_coords (the input "

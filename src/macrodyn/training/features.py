@@ -19,13 +19,14 @@ def sample_units(n_rows: int, n_units: int, k: int, rng: np.random.Generator) ->
     if k == n_units:
         return np.broadcast_to(np.arange(n_units), (n_rows, n_units)).copy()
     keys = rng.random((n_rows, n_units))
-    # The k smallest keys of each row, found among the keys below a cutoff that ~k + 6 sqrt(k)
-    # of them pass: the same subsets as a full argpartition, at O(k) sorting work per row
-    # instead of O(N) (a full partition dominated labelling at 51 200 atoms).
-    cut = (k + 6 * np.sqrt(k) + 10) / n_units
+    cut = (k + 6 * np.sqrt(k) + 10) / n_units  # ~k + 6 sqrt(k) keys of a row fall below it
+    if cut > 0.05:  # the candidates would be a large share of the row: one partition of every row
+        return np.sort(np.argpartition(keys, k - 1, axis=1)[:, :k], axis=1).astype(np.int64)
+    # The k smallest keys of each row, found among those below the cutoff: the same subsets at
+    # O(k) sorting work per row instead of O(N) (a full partition dominated labelling at 51 200 atoms).
     out = np.empty((n_rows, k), dtype=np.int64)
     for r in range(n_rows):
-        cand = np.flatnonzero(keys[r] < cut) if cut < 1 else np.arange(n_units)
+        cand = np.flatnonzero(keys[r] < cut)
         if len(cand) < k:  # rare: too few below the cutoff
             cand = np.arange(n_units)
         out[r] = np.sort(cand[np.argpartition(keys[r, cand], k - 1)[:k]])
