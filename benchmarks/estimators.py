@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import CONFIGS, need_results, parse, parser, print_table, read_results, tiny, write_results
+from common import CONFIGS, RESULTS, need_results, parse, parser, print_table, read_results, tiny, write_results
 from macrodyn import load_config
 from macrodyn.config import parse_config
 from macrodyn.study import GridPoint, iter_grid, prepare_shared, shared_folder
@@ -57,7 +57,7 @@ ESTIMATORS = ["L_xp", "L_xp+surrogate"]
 CONTROL_FIELDS = ("control", "control_window", "surrogate")
 COLUMNS = ["estimator", "seed", "budget", "error_at_budget", "evaluations_to_tol", "n_members",
            "surrogate_force_evaluations", "surrogate_seconds", "wall_seconds"]
-COLORS = {"L_xp": "C3", "L_xp+surrogate": "C2"}
+COLORS = {"L_xp": "C3", "L_xp+surrogate": "C2", "L_xp+snapshots": "C0"}
 
 
 def control_settings(base, surrogate_cfg) -> dict:
@@ -144,8 +144,20 @@ def add_evaluations_to_tol(records: list[dict]) -> list[dict]:
 
 
 def summary(records: list[dict]) -> dict:
-    """Mean ± std over draws per estimator × budget; per estimator the draws' evaluations_to_tol,
-    their mean (over the draws that reached e_tol) and the surrogate/plain ratio of the means."""
+    """Per system (:func:`summary_of`)."""
+    return {sys_: summary_of([r for r in records if r["system"] == sys_])
+            for sys_ in dict.fromkeys(r["system"] for r in records)}
+
+
+def summary_of(records: list[dict]) -> dict:
+    """One system: mean ± std over draws per estimator × budget; per estimator the draws'
+    evaluations_to_tol and their mean; per control estimator its ratio to plain L_x,p.
+
+    A draw that missed e_tol needs more than its largest tried budget. ``mean`` is over the
+    draws that reached it; ``mean_at_least`` counts a missed draw as its largest tried budget,
+    so it is a lower bound on the true mean. The ratio divides the control's mean (exact when
+    all its draws reached e_tol) by plain L_x,p's ``mean_at_least``: an upper bound when plain
+    missed draws."""
     cells = []
     for e in dict.fromkeys(r["estimator"] for r in records):
         for b in sorted({r["budget"] for r in records if r["estimator"] == e}):
@@ -156,27 +168,48 @@ def summary(records: list[dict]) -> dict:
                           "std_error": float(np.std(err)) if err else None, "errors": err})
     to_tol = {}
     for e in dict.fromkeys(r["estimator"] for r in records):
-        per_seed = {r["seed"]: r["evaluations_to_tol"] for r in records if r["estimator"] == e}
+        mine = [r for r in records if r["estimator"] == e]
+        per_seed = {r["seed"]: r["evaluations_to_tol"] for r in mine}
+        largest = {s: max(r["budget"] for r in mine if r["seed"] == s) for s in per_seed}
         reached = [v for v in per_seed.values() if v is not None]
         to_tol[e] = {"per_seed": {str(s): v for s, v in sorted(per_seed.items())},
-                     "budgets_tried": sorted({r["budget"] for r in records if r["estimator"] == e}),
+                     "budgets_tried": sorted({r["budget"] for r in mine}),
                      "draws_reached": len(reached), "draws": len(per_seed),
-                     "mean": float(np.mean(reached)) if reached else None}
-    plain, sur = to_tol.get("L_xp", {}), to_tol.get("L_xp+surrogate", {})
-    ratio = sur["mean"] / plain["mean"] if plain.get("mean") and sur.get("mean") else None
-    # a draw that missed e_tol needs more than the largest tried budget: the means leave it out
-    missed = {e: v["draws"] - v["draws_reached"] for e, v in to_tol.items()}
-    kind = None
-    if ratio is not None:
-        kind = ("exact" if not any(missed.values()) else
-                "upper bound" if missed.get("L_xp") and not missed.get("L_xp+surrogate") else
-                "lower bound" if missed.get("L_xp+surrogate") and not missed.get("L_xp") else "undetermined")
-    return {"cells": cells, "evaluations_to_tol": to_tol, "ratio_surrogate_to_plain": ratio,
-            "ratio_kind": kind, "draws_missing_tol": missed,
-            "ratio_definition": "mean evaluations_to_tol of the surrogate over that of plain L_xp, each mean over "
-                                "the draws that reached e_tol within the tried budgets (a missed draw would need "
-                                "more than the largest budget, so missing plain draws make the ratio an upper "
-                                "bound)"}
+                     "mean": float(np.mean(reached)) if reached else None,
+                     "mean_at_least": float(np.mean([v if v is not None else largest[s]
+                                                     for s, v in per_seed.items()]))}
+    plain = to_tol.get("L_xp", {})
+    ratios = {}
+    for e, v in to_tol.items():
+        if e == "L_xp" or not plain or v["mean"] is None:
+            continue
+        exact_sur = v["draws_reached"] == v["draws"]
+        exact_plain = plain["draws_reached"] == plain["draws"]
+        ratios[e] = {"ratio": v["mean"] / plain["mean_at_least"],
+                     "kind": ("exact" if exact_sur and exact_plain else "upper bound" if exact_sur else
+                              "undetermined")}
+    return {"cells": cells, "evaluations_to_tol": to_tol, "ratio_to_plain": ratios,
+            "ratio_definition": "mean evaluations_to_tol of the estimator (its draws all within e_tol) over plain "
+                                "L_xp's mean with a missed draw counted as its largest tried budget (it needs "
+                                "more), so missed plain draws make the ratio an upper bound"}
+
+
+def force_budget_records(n: int = 6400, e_tol: float = E_TOL) -> list[dict]:
+    """Records of plain L_x,p and L_x,p + snapshot control at ``n`` atoms from the force-budget
+    study's committed draws (``force_budget_draws*.json``; 50 atoms per configuration, the same
+    shared run per size, the run seed redraws configurations, atoms and weights)."""
+    out = []
+    for name in ("force_budget_draws", "force_budget_draws_control"):
+        for r in need_results(RESULTS, name)["records"]:
+            if r["n_atoms"] != n or r["loss"] != "L_xp":
+                continue
+            ctrl = r.get("control", "none")
+            out.append({"system": f"lj{n}", "n": n, "estimator": "L_xp" if ctrl == "none" else f"L_xp+{ctrl}",
+                        "seed": r["seed"], "budget": r["force_evaluations"], "error_at_budget": r["rollout_rel_error"],
+                        "evaluations_to_tol": None, "surrogate_seconds": None, "surrogate_force_evaluations": 0,
+                        "e_tol": e_tol, "starts": "shared", "force_evaluations": r["force_evaluations"],
+                        "n_configs": r["n_configs"], "source": f"benchmarks/results/{name}.json"})
+    return add_evaluations_to_tol(out)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -196,8 +229,17 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--collect-only", action="store_true",
                     help="record the points that finished in --work; train nothing")
     ap.add_argument("--part", type=int, default=None, help=argparse.SUPPRESS)  # one of the --jobs processes
+    ap.add_argument("--import-force-budget", action="store_true",
+                    help="add LJ-6400's plain and snapshot-control draws of the force-budget study to OUT/NAME.json")
     args = parse(ap, argv)
     if args.analyse_only:
+        return analyse(need_results(args.out, NAME), args.out)
+    if args.import_force_budget:
+        doc = need_results(args.out, NAME)
+        records = [r for r in doc["records"] if r["system"] != "lj6400"] + force_budget_records()
+        extra = {k: v for k, v in doc.items() if k not in ("records", "machine", "commit", "date", "summary")}
+        extra.setdefault("lj800_measured", {k: doc[k] for k in ("machine", "commit", "date")})
+        write_results(args.out, NAME, records, summary=summary(records), **extra)
         return analyse(need_results(args.out, NAME), args.out)
     if args.smoke:  # a tiny LJ system with its own shared run
         base, sur = tiny(load_config(args.config), snapshots=20), tiny(load_config(args.surrogate_config),
@@ -244,43 +286,49 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def analyse(doc: dict, out: Path) -> None:
-    """The table, the summary, and OUT/estimators.png, from the JSON alone."""
-    records = sorted(doc["records"], key=lambda r: (r["estimator"], r["budget"], r["seed"]))
-    print_table(records, COLUMNS)
-    s = summary(records)
-    print_table(s["cells"], ["estimator", "budget", "draws", "mean_error", "std_error"])
-    for e, v in s["evaluations_to_tol"].items():
-        print(f"{e}: evaluations to e_tol per seed {v['per_seed']} (tried {v['budgets_tried']}), mean {v['mean']}")
-    print(f"ratio of mean evaluations to e_tol, surrogate / plain: {s['ratio_surrogate_to_plain']} "
-          f"({s['ratio_kind']}; draws that missed e_tol: {s['draws_missing_tol']})")
+    """The table, the summary per system, and OUT/estimators.png, from the JSON alone."""
+    records = sorted(doc["records"], key=lambda r: (r["system"], r["estimator"], r["budget"], r["seed"]))
+    print_table(records, ["system", *COLUMNS])
+    for system, s in summary(records).items():
+        print(f"== {system}")
+        print_table(s["cells"], ["estimator", "budget", "draws", "mean_error", "std_error"])
+        for e, v in s["evaluations_to_tol"].items():
+            print(f"{e}: evaluations to e_tol per seed {v['per_seed']} (tried {v['budgets_tried']}), mean of those "
+                  f"within {v['mean']}, at least {v['mean_at_least']}")
+        for e, v in s["ratio_to_plain"].items():
+            print(f"{e} / plain L_xp, mean evaluations to e_tol: {v['ratio']:.3g} ({v['kind']})")
     for n in doc.get("notes", []):
         print("note:", n)
-    plot(records, s, Path(out) / f"{NAME}.png")
+    plot(records, Path(out) / f"{NAME}.png")
 
 
-def plot(records: list[dict], s: dict, path: Path) -> Path:
+def plot(records: list[dict], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5, 4))
-    for i, e in enumerate(dict.fromkeys(r["estimator"] for r in records)):
-        c = COLORS.get(e, f"C{4 + i}")
-        pts = [r for r in records if r["estimator"] == e and r["error_at_budget"] is not None]
-        ax.scatter([r["budget"] * (1.03 if i else 0.97) for r in pts], [r["error_at_budget"] for r in pts],
-                   color=c, alpha=0.6, s=18)
-        cells = sorted((c_ for c_ in s["cells"] if c_["estimator"] == e and c_["mean_error"] is not None),
-                       key=lambda c_: c_["budget"])
-        ax.plot([c_["budget"] for c_ in cells], [c_["mean_error"] for c_ in cells], "o-", color=c,
-                label=f"{e} (mean of {max((c_['draws'] for c_ in cells), default=0)} draws)")
-    if records:
-        ax.axhline(records[0]["e_tol"], color="k", ls="--", lw=0.8, label=f"e_tol = {records[0]['e_tol']:.0e}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set(xlabel="expensive atom-force evaluations", ylabel="rollout relative error",
-           title=f"{records[0]['system'] if records else ''}: estimators at equal budget")
-    ax.legend(fontsize=7)
+    systems = list(dict.fromkeys(r["system"] for r in records)) or [""]
+    fig, axes = plt.subplots(1, len(systems), figsize=(5 * len(systems), 4), squeeze=False)
+    for ax, system in zip(axes[0], systems):
+        mine = [r for r in records if r["system"] == system]
+        cells = summary_of(mine)["cells"] if mine else []
+        for i, e in enumerate(dict.fromkeys(r["estimator"] for r in mine)):
+            c = COLORS.get(e, f"C{4 + i}")
+            pts = [r for r in mine if r["estimator"] == e and r["error_at_budget"] is not None]
+            ax.scatter([r["budget"] * (1.03 if i else 0.97) for r in pts], [r["error_at_budget"] for r in pts],
+                       color=c, alpha=0.6, s=18)
+            mean = sorted((c_ for c_ in cells if c_["estimator"] == e and c_["mean_error"] is not None),
+                          key=lambda c_: c_["budget"])
+            ax.plot([c_["budget"] for c_ in mean], [c_["mean_error"] for c_ in mean], "o-", color=c,
+                    label=f"{e} (mean of {max((c_['draws'] for c_ in mean), default=0)} draws)")
+        if mine:
+            ax.axhline(mine[0]["e_tol"], color="k", ls="--", lw=0.8, label=f"e_tol = {mine[0]['e_tol']:.0e}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set(xlabel="expensive atom-force evaluations", ylabel="rollout relative error",
+               title=f"{system}: estimators at equal budget")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
