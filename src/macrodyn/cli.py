@@ -257,6 +257,57 @@ def force_budget(config: Path = typer.Argument(..., help="Study YAML (e.g. confi
     typer.echo(f"(* best error, tolerance not reached)  {out / 'study.json'}, {out / 'figures'}")
 
 
+@app.command("advise")
+def advise_cmd(config: Optional[Path] = CONFIG,
+               tol: float = typer.Option(..., "--tol", help="Rollout tolerance e_tol to reach (relative error)."),
+               budget: Optional[int] = typer.Option(None, "--budget", help="Force evaluations you are prepared to "
+                                                    "spend (default: training.budget); the pilot spends a share."),
+               fraction: float = typer.Option(0.05, "--pilot-fraction", help="Share of --budget the pilot labels "
+                                              "(at most 0.05)."),
+               p: Optional[float] = typer.Option(None, "--p", help="L_x,p's labelled fraction for the pilot "
+                                                 "(default: training.p); candidates try 1/4x to 4x of it."),
+               members: Optional[int] = typer.Option(None, "--members", help="Members per pilot run (default: "
+                                                     "training.members, at most 2)."),
+               steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps per pilot run (default: "
+                                                   "training.epochs over the largest pilot set)."),
+               exponent: float = typer.Option(1.0, "--exponent", help="b in the exact-label error law a n^-b "
+                                              "(docs/choosing.md)."),
+               out: Optional[str] = OUT,
+               write: Optional[Path] = typer.Option(None, "--write", help="Write the recommended config (YAML) "
+                                                    "here: the estimator and its predicted budget."),
+               quiet: bool = QUIET):
+    """Recommend the loss, labelled fraction and control, and predict the force evaluations to reach --tol."""
+    import yaml
+
+    from macrodyn.config import default_config_path, load_config
+    from macrodyn.data.outdir import check_out_dir
+    from macrodyn.io import save_text
+    from macrodyn.study.advise import advise, recommended_config
+
+    if not tol > 0 or not tol < 1:
+        raise InputError(f"--tol {tol} must be a relative error in (0, 1), e.g. 3e-3.")
+    cfg = load_config(config or default_config_path())
+    out_dir = Path(out) if out else Path("runs") / f"{(config.stem if config else 'predator_prey')}_advise"
+    check_out_dir(out_dir, creating=True, kind="study")
+    advice = advise(cfg, out_dir, tol, budget=budget, fraction=fraction, p=p, members=members, steps=steps,
+                    exponent=exponent, progress=not quiet)
+    typer.echo("\npilot: " + ", ".join(f"{r['name']} {r['error']:.3g}" for r in advice.pilot)
+               + f"  ({advice.pilot_evaluations:,} force evaluations, {advice.pilot_evaluations / advice.budget:.1%} "
+               f"of {advice.budget:,})")
+    c = advice.curve
+    typer.echo(f"exact labels: error ~ {c['a']:.3g} n^-{c['b']:.2f}; label noise adds {advice.noise_scale:.3g} r^2/n "
+               "to the squared error")
+    typer.echo(advice.table())
+    for n in advice.notes:
+        typer.echo(f"note: {n}")
+    typer.echo(f"{out_dir / 'advice.json'}")
+    if write is not None:
+        rec = recommended_config(cfg, advice)
+        save_text(yaml.safe_dump(rec.model_dump(mode="json"), sort_keys=False), write)
+        typer.echo(f"recommended config: {write} (training.loss {rec.training.loss}, p {rec.training.p:g}, "
+                   f"control {rec.training.control}, budget {rec.training.budget:,})")
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 

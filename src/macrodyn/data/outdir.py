@@ -44,9 +44,10 @@ def is_run_folder(folder: Path) -> bool:
 
 
 def is_study_folder(folder: Path) -> bool:
-    """Whether ``folder`` holds a macrodyn study (``study.json``, or ``<size>/shared`` runs)."""
+    """Whether ``folder`` holds a macrodyn study (``study.json``, ``advice.json``, or a ``shared``
+    or ``<size>/shared`` run)."""
     folder = Path(folder)
-    if (folder / "study.json").is_file():
+    if (folder / "study.json").is_file() or (folder / "advice.json").is_file() or is_run_folder(folder / "shared"):
         return True
     try:
         return any(child.is_dir() and is_run_folder(child / "shared") for child in folder.iterdir())

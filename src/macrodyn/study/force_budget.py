@@ -28,7 +28,7 @@ from macrodyn.errors import InputError
 from macrodyn.preflight import bytes_under, estimate, existing_parent, fmt_bytes
 from macrodyn.run import Run
 from macrodyn.run.label import label_stage
-from macrodyn.study.grid import GridPoint, prepare_shared, run_grid, shared_folder
+from macrodyn.study.grid import GridPoint, fit_steps, prepare_shared, run_grid, shared_folder
 from macrodyn.study.reference import reference
 from macrodyn.systems.registry import SYSTEMS, build_system
 
@@ -118,13 +118,7 @@ def point_config(study: ForceBudgetStudy, size: int, loss: str | None = None, n_
     t = data["training"]
     t.update(POINT_TRAINING[loss](study, n_units, n_configs))
     if loss and study.steps:
-        per_epoch = -(-max(1, round(n_configs * (1 - t["val_fraction"]))) // t["batch_size"])
-        epochs = -(-study.steps // per_epoch)
-        scale = epochs / t["epochs"]
-        for name in ("lr_patience", "stop_patience", "select_every", "checkpoint_every"):
-            if t[name]:
-                t[name] = max(1, round(t[name] * scale))
-        t["epochs"] = epochs
+        fit_steps(t, n_configs, study.steps)
     return parse_config(data, "study point")  # validated once, with the point's values
 
 

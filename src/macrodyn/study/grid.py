@@ -81,6 +81,20 @@ class PointResult:
         return sum(self.run.timings.get(s, 0.0) for s in POINT_STAGES)
 
 
+def fit_steps(training: dict, n_configs: int, steps: int) -> None:
+    """Scale ``training``'s epochs (and its epoch-counted patiences and intervals) in place so a
+    point on ``n_configs`` configurations takes about ``steps`` optimiser steps: a fixed epoch
+    count would starve small training sets."""
+    t = training
+    per_epoch = -(-max(1, round(n_configs * (1 - t["val_fraction"]))) // t["batch_size"])
+    epochs = -(-steps // per_epoch)
+    scale = epochs / t["epochs"]
+    for name in ("lr_patience", "stop_patience", "select_every", "checkpoint_every"):
+        if t[name]:
+            t[name] = max(1, round(t[name] * scale))
+    t["epochs"] = epochs
+
+
 def shared_folder(out: str | Path, data: str = "") -> Path:
     """Where the shared run of data key ``data`` of a grid in ``out`` lives."""
     return Path(out) / data / SHARED

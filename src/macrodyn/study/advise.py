@@ -1,0 +1,263 @@
+"""``macrodyn advise``: which loss, labelled fraction and control a system needs, and how many
+force evaluations, predicted from a pilot that spends a few percent of the budget.
+
+The pilot is two small runs on the config's own trajectories and closure, each spending half
+of it:
+
+- L_z on ``m`` fully labelled configurations: the error of exact labels, ``e_z(m)``, which
+  sets ``a`` in ``e_z(n) = a n^-b`` (how many states the model must see). The exponent ``b``
+  is not fitted: on pilots of 15 and 30 configurations the error did not even fall
+  monotonically, while our studies with exact labels measured ``b`` from 0.7 to 1.5 on
+  predator–prey and Lennard–Jones; ``b = 1`` is the default (``exponent``);
+- L_x,p (the config's ``p``) on as many evaluations: how much error label noise adds on this
+  system and model.
+
+The noise of every candidate estimator (L_x,p at several ``p``, with the surrogate control
+where one is configured) is measured exactly on the L_z run's labels, which hold every
+force (:mod:`macrodyn.training.noise`): ``r²``, the noise variance of the rate the loss fits
+relative to the spread of the exact rate. Label noise adds error variance in proportion to
+``r² / n`` (a mean over ``n`` independent labels), so a candidate's error with ``n``
+configurations is predicted as
+
+    e(n)² = e_z(n)² + A r² / n,
+
+with ``A`` from the L_x,p pilot (its measured error against ``e_z`` at its size). A candidate
+needs the ``n`` where ``e(n) = e_tol``, that is ``n`` times its evaluations per configuration;
+the recommendation is the candidate that needs the fewest (within 10 %, the least noisy).
+Two extrapolations carry the prediction: ``e_z``'s power law beyond the pilot's sizes, and the
+``1/n`` law of the noise. ``docs/choosing.md`` shows how well they held on the shipped systems.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from macrodyn import keys as K
+from macrodyn.config import RunConfig, build_surrogate, parse_config, training_pool_size
+from macrodyn.data.store import ChunkedTable
+from macrodyn.errors import InputError
+from macrodyn.io import save_json
+from macrodyn.run import Run
+from macrodyn.run.closure import load_closure
+from macrodyn.run.pool import labelled_configs
+from macrodyn.study.grid import GridPoint, fit_steps, run_grid
+from macrodyn.systems.registry import build_system
+from macrodyn.training.control import slot_scale
+from macrodyn.training.losses import make_loss
+from macrodyn.training.noise import exact_rates, rate_noise, relative_noise
+
+SHARE = 0.5  # of the pilot's evaluations per pilot run (L_z on m configurations, L_x,p on m · N evaluations)
+MIN_CONFIGS = 8  # fully labelled configurations of the L_z pilot: fewer say little about the error
+P_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)  # candidate p: these multiples of the pilot's p
+TIE = 0.1  # predictions within 10 % of the cheapest count as a tie (the least noisy is recommended)
+
+
+@dataclass
+class Candidate:
+    """One estimator: its training fields, evaluations per configuration (``units``), its noise
+    ``r²`` and the predicted configurations and evaluations to reach ``e_tol`` (None: never)."""
+
+    name: str
+    training: dict
+    units: int
+    noise: float
+    configs: float | None = None
+    evaluations: float | None = None
+    beyond_pool: bool = False
+
+    @property
+    def noise_per_evaluation(self) -> float:
+        """``r² · units``: the noise variance one force evaluation's worth of labels carries."""
+        return self.noise * self.units
+
+
+@dataclass
+class Advice:
+    """The pilot's measurements, every candidate's prediction and the recommendation."""
+
+    e_tol: float
+    budget: int
+    pilot: list[dict]
+    pilot_evaluations: int
+    surrogate_evaluations: int
+    curve: dict
+    noise_scale: float
+    candidates: list[Candidate]
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def recommended(self) -> Candidate | None:
+        """The cheapest prediction; among those within :data:`TIE` of it, the least noisy (the
+        predictions do not resolve smaller differences, and noisier labels spread more from
+        one draw of configurations to the next)."""
+        ok = [c for c in self.candidates if c.evaluations is not None]
+        if not ok:
+            return None
+        cheapest = min(c.evaluations for c in ok)
+        return min((c for c in ok if c.evaluations <= (1 + TIE) * cheapest), key=lambda c: (c.noise, c.evaluations))
+
+    def to_dict(self) -> dict:
+        rec = self.recommended
+        return {"e_tol": self.e_tol, "budget": self.budget, "pilot": self.pilot,
+                "pilot_evaluations": self.pilot_evaluations, "pilot_share": self.pilot_evaluations / self.budget,
+                "surrogate_evaluations": self.surrogate_evaluations, "curve": self.curve,
+                "noise_scale": self.noise_scale,
+                "candidates": [{**asdict(c), "noise_per_evaluation": c.noise_per_evaluation} for c in self.candidates],
+                "recommended": rec.name if rec else None, "notes": self.notes}
+
+    def table(self) -> str:
+        rows = [f"{'estimator':<28} {'evals/config':>12} {'noise r²':>9} {'r² × evals':>10} {'configs':>9} "
+                f"{'evaluations to e_tol':>20}"]
+        for c in sorted(self.candidates, key=lambda c: (c.evaluations is None, c.evaluations or 0)):
+            ev = "not reached" if c.evaluations is None else f"{c.evaluations:.3g}" + (" (> pool)" if c.beyond_pool
+                                                                                          else "")
+            cf = "-" if c.configs is None else f"{c.configs:.0f}"
+            mark = " <- recommended" if c is self.recommended else ""
+            rows.append(f"{c.name:<28} {c.units:>12} {c.noise:>9.3g} {c.noise_per_evaluation:>10.3g} {cf:>9} "
+                        f"{ev:>20}{mark}")
+        return "\n".join(rows)
+
+
+def pilot_points(cfg: RunConfig, budget: int, fraction: float, p: float, members: int,
+                 steps: int | None) -> list[GridPoint]:
+    """The two pilot runs (see the module doc): L_z on ``m`` configurations and L_x,p at ``p`` on
+    ``m · N`` evaluations, each trained for about ``steps`` optimiser steps."""
+    n_units = build_system(cfg.system.name, cfg.system.params).n_units
+    spend = fraction * budget
+    m = int(SHARE * spend // n_units)
+    if m < MIN_CONFIGS:
+        raise InputError(f"a pilot of {spend:.3g} force evaluations ({fraction:g} of the budget {budget}) labels only "
+                         f"{m} configurations in full at {n_units} units each (at least {MIN_CONFIGS} are needed); "
+                         f"raise --budget or --pilot-fraction.")
+    k = make_loss("L_xp", p).units(n_units)
+    pool = training_pool_size(cfg) or m * n_units // k
+    m_xp = min(int(SHARE * spend // k), pool)
+    t = cfg.training
+    if steps is None:  # a full run's epochs over the largest pilot set
+        steps = t.epochs * -(-max(1, round(m_xp * (1 - t.val_fraction))) // t.batch_size)
+    runs = [("L_z", 1.0, m, n_units), ("L_xp", p, m_xp, k)]
+    points = []
+    for loss, pp, n, units in runs:
+        d = cfg.model_dump()
+        d["name"] = f"{cfg.name}_pilot_{loss}_c{n}"
+        d["training"].update({"loss": loss, "p": pp, "budget": n * units, "members": members, "control": "none",
+                              "labelling": "fixed"})
+        fit_steps(d["training"], n, steps)
+        points.append(GridPoint(f"pilot_{loss}_c{n}", parse_config(d, "advise pilot"),
+                                tags={"loss": loss, "p": pp, "configs": n}))
+    return points
+
+
+def candidates(cfg: RunConfig, p: float, n_units: int) -> list[tuple[str, dict, int, bool]]:
+    """``(name, training fields, units per configuration, uses the surrogate)`` of every estimator
+    the advice compares (``units == n_units``: exact labels)."""
+    out = [("L_z", {"loss": "L_z", "p": 1.0, "control": "none"}, n_units, False)]
+    ps = sorted({min(1.0, p * f) for f in P_FACTORS if make_loss("L_xp", min(1.0, p * f)).units(n_units) < n_units})
+    surrogate = cfg.training.surrogate is not None
+    for q in ps:
+        k = make_loss("L_xp", q).units(n_units)
+        out.append((f"L_xp p={q:.4g}", {"loss": "L_xp", "p": q, "control": "none"}, k, False))
+        if surrogate:
+            out.append((f"L_xp p={q:.4g} + surrogate", {"loss": "L_xp", "p": q, "control": "surrogate"}, k, True))
+    return out
+
+
+def measure_noise(run: Run, cands: list[tuple[str, dict, int, bool]], draws: int, seed: int,
+                  surrogate=None) -> tuple[dict[str, float], int]:
+    """``({name: r²}, surrogate evaluations)`` of the candidates on the fully labelled pilot ``run``."""
+    lab = ChunkedTable.open(run.store, "labels").read()
+    x = labelled_configs(run, lab)
+    f = np.take_along_axis(lab[K.FORCES], np.argsort(lab[K.INDEX], 1), 1)  # coordinate order
+    J, exact = exact_rates(load_closure(run), x, f)
+    control, spent = None, 0
+    if surrogate is not None and any(uses for *_, uses in cands):
+        s = surrogate.forces(np.asarray(x, dtype=np.float64))
+        spent = s.size // surrogate.coords_per_unit
+        num, den = slot_scale(np.broadcast_to(np.arange(s.shape[1]), s.shape), f, s, surrogate.coords_per_unit)
+        beta = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)  # its limit with every force labelled
+        control = s * np.tile(beta, s.shape[1] // len(beta))[None]
+    out = {}
+    for name, _, k, uses in cands:
+        if k == run.system.n_units:  # every force labelled: exact
+            out[name] = 0.0
+            continue
+        c = control if uses else None
+        mse = rate_noise(J, f, run.system.unit_coords, run.system.n_units, k, draws, np.random.default_rng(seed), c)
+        out[name] = relative_noise(mse, exact)
+    return out, spent
+
+
+def learning_curve(n: int, error: float, b: float) -> dict:
+    """``e_z(n') = a n'^-b`` through the L_z pilot's ``(n, error)``."""
+    return {"a": error * n ** b, "b": b}
+
+
+def configs_to_tol(curve: dict, scale: float, noise: float, e_tol: float) -> float | None:
+    """The ``n`` where ``a² n^-2b + scale · noise / n = e_tol²`` (the left side falls with ``n``)."""
+    err2 = lambda n: curve["a"] ** 2 * n ** (-2 * curve["b"]) + scale * noise / n  # noqa: E731
+    lo, hi = 1.0, 1e15
+    if err2(hi) > e_tol ** 2:
+        return None
+    if err2(lo) <= e_tol ** 2:
+        return lo
+    for _ in range(200):  # bisection in log n
+        mid = math.sqrt(lo * hi)
+        lo, hi = (mid, hi) if err2(mid) > e_tol ** 2 else (lo, mid)
+    return hi
+
+
+def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None = None, fraction: float = 0.05,
+           p: float | None = None, members: int | None = None, steps: int | None = None, draws: int = 20,
+           exponent: float = 1.0, progress: bool = True) -> Advice:
+    """Run (or read back) the pilot in ``out`` and predict every candidate's evaluations to ``e_tol``."""
+    if not 0 < fraction <= 0.05:
+        raise InputError(f"--pilot-fraction {fraction} must be in (0, 0.05]: the pilot is a small part of the budget.")
+    budget = budget or cfg.training.budget
+    n_units = build_system(cfg.system.name, cfg.system.params).n_units
+    partial = make_loss(cfg.training.loss, cfg.training.p).units(n_units) < n_units
+    p = p or (cfg.training.p if partial else 0.1)
+    members = members or min(cfg.training.members, 2)
+    points = pilot_points(cfg, budget, fraction, p, members, steps)
+    results = run_grid(points, cfg, out, progress=progress, desc="advise pilot")
+    pilot = [{"name": r.point.name, "loss": r.point.tags["loss"], "p": r.point.tags["p"],
+              "configs": r.point.tags["configs"], "evaluations": r.metrics["force_evaluations"],
+              "error": r.metrics["rollout_rel_error"], "members": r.metrics["n_members"],
+              "seconds": round(r.seconds, 1)} for r in results]
+    run_z = results[0].run
+    cands = candidates(cfg, p, n_units)
+    surrogate = build_surrogate(cfg) if cfg.training.surrogate is not None else None
+    noise, surrogate_evals = measure_noise(run_z, cands, draws, cfg.seed, surrogate)
+    curve = learning_curve(pilot[0]["configs"], pilot[0]["error"], exponent)
+    xp = pilot[1]
+    r_xp = noise[f"L_xp p={p:.4g}"]
+    ez = curve["a"] * xp["configs"] ** (-curve["b"])
+    scale = max(0.0, xp["error"] ** 2 - ez ** 2) * xp["configs"] / r_xp if r_xp > 0 else 0.0
+    notes = []
+    if scale == 0.0:
+        notes.append("the L_x,p pilot was no worse than exact labels extrapolated to its size: label noise did not "
+                     "show, so the noisy estimators are predicted as L_z at equal configurations")
+    pool = training_pool_size(cfg)
+    out_c = []
+    for name, t, k, _ in cands:
+        n = configs_to_tol(curve, scale, noise[name], e_tol)
+        out_c.append(Candidate(name, t, k, noise[name], n and math.ceil(n), n and math.ceil(n) * k,
+                               bool(n and pool and n > pool)))
+    advice = Advice(e_tol, budget, pilot, sum(r["evaluations"] for r in pilot), surrogate_evals, curve, scale,
+                    out_c, notes)
+    save_json(advice.to_dict(), Path(out) / "advice.json")
+    return advice
+
+
+def recommended_config(cfg: RunConfig, advice: Advice) -> RunConfig:
+    """``cfg`` with the recommended estimator and its predicted evaluations as the budget."""
+    rec = advice.recommended
+    if rec is None:
+        raise InputError(f"no candidate is predicted to reach e_tol = {advice.e_tol:g}; raise the tolerance or "
+                         "enlarge the pilot (--pilot-fraction, --budget) and advise again.")
+    d = cfg.model_dump()
+    d["training"].update(rec.training)
+    d["training"]["budget"] = max(int(rec.evaluations), 2 * rec.units)
+    return parse_config(d, "advice")

@@ -1,0 +1,92 @@
+"""``macrodyn advise``: the pilot's cost, the prediction law, the recommendation and its config."""
+import json
+import math
+
+import pytest
+import yaml
+
+from macrodyn.cli import entry
+from macrodyn.config import load_config, parse_config
+from macrodyn.errors import InputError
+from macrodyn.study.advise import (Advice, Candidate, advise, candidates, configs_to_tol, pilot_points,
+                                   recommended_config)
+
+RUN = {"name": "tiny", "threads": 1,
+       "system": {"name": "predator_prey", "params": {"n": 8}},
+       "data": {"n_train_trajectories": 10, "n_test_trajectories": 3, "n_steps": 600, "save_every": 10,
+                "chunk_trajectories": 3},
+       "closure": {"epochs": 2},
+       "training": {"loss": "L_xp", "p": 0.25, "budget": 20_000, "epochs": 3, "chunk_configs": 250},
+       "evaluation": {"n_plot": 1}}
+
+
+def test_prediction_law_matches_its_closed_forms():
+    exact = {"a": 2.0, "b": 1.0}  # exact labels only: e = a / n
+    assert configs_to_tol(exact, 0.0, 0.0, 1e-3) == pytest.approx(2000, rel=1e-6)
+    noise_only = {"a": 0.0, "b": 1.0}  # e² = A r² / n
+    assert configs_to_tol(noise_only, 3.0, 0.5, 1e-2) == pytest.approx(3.0 * 0.5 / 1e-4, rel=1e-6)
+    both = configs_to_tol(exact, 3.0, 0.5, 1e-2)
+    assert both > max(200, 15_000)  # both terms: more than either alone
+    assert math.isclose((2 / both) ** 2 + 1.5 / both, 1e-4, rel_tol=1e-6)
+    assert configs_to_tol({"a": 1.0, "b": 0.0}, 0.0, 0.0, 1e-3) is None  # never reached
+
+
+def test_pilot_spends_at_most_its_share_and_refuses_a_tiny_one():
+    cfg = parse_config(RUN)
+    points = pilot_points(cfg, 20_000, 0.05, 0.25, 1, 40)
+    spent = sum(p.cfg.training.budget for p in points)
+    assert spent <= 0.05 * 20_000 and [p.cfg.training.loss for p in points] == ["L_z", "L_xp"]
+    z, xp = (p.cfg.training.budget for p in points)
+    assert abs(z - xp) < 16  # equal evaluations, up to one fully labelled configuration (2n = 16)
+    with pytest.raises(InputError, match="--budget or --pilot-fraction"):
+        pilot_points(cfg, 2_000, 0.05, 0.25, 1, 40)
+
+
+def test_candidates_span_p_and_the_surrogate_when_configured():
+    cfg = parse_config(RUN)
+    names = [c[0] for c in candidates(cfg, 0.25, 8)]
+    assert names[0] == "L_z" and "L_xp p=0.25" in names and not any("surrogate" in n for n in names)
+    d = json.loads(json.dumps(RUN))
+    d["training"]["surrogate"] = {"name": "predator_prey", "params": {"n": 8}}
+    names = [c[0] for c in candidates(parse_config(d), 0.25, 8)]
+    assert "L_xp p=0.25 + surrogate" in names
+
+
+def test_recommended_config_takes_the_cheapest_prediction():
+    cfg = parse_config(RUN)
+    cands = [Candidate("L_z", {"loss": "L_z", "p": 1.0, "control": "none"}, 8, 0.0, 100, 800),
+             Candidate("L_xp p=0.25", {"loss": "L_xp", "p": 0.25, "control": "none"}, 2, 0.3, 300, 600),
+             Candidate("L_xp p=0.0625", {"loss": "L_xp", "p": 0.0625, "control": "none"}, 1, 3.0, None, None)]
+    advice = Advice(1e-3, 20_000, [], 1000, 0, {"a": 1, "b": 1}, 1.0, cands)
+    assert advice.recommended.name == "L_xp p=0.25"
+    tie = Advice(1e-3, 20_000, [], 1000, 0, {"a": 1, "b": 1}, 1.0,
+                 [Candidate("L_z", {}, 8, 0.0, 70, 560), cands[1]])
+    assert tie.recommended.name == "L_z"  # within 10 % of the cheapest: the exact labels
+    rec = recommended_config(cfg, advice)
+    assert (rec.training.loss, rec.training.p, rec.training.budget) == ("L_xp", 0.25, 600)
+    none = Advice(1e-3, 20_000, [], 1000, 0, {"a": 1, "b": 1}, 1.0, cands[2:])
+    with pytest.raises(InputError, match="no candidate"):
+        recommended_config(cfg, none)
+
+
+def test_advise_end_to_end_measures_noise_and_writes_a_config(tmp_path, capsys):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(RUN))
+    out, rec = tmp_path / "adv", tmp_path / "rec.yaml"
+    entry(["advise", str(path), "--tol", "0.5", "--steps", "20", "-o", str(out), "-q", "--write", str(rec)])
+    text = capsys.readouterr().out
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["pilot_evaluations"] <= 0.05 * 20_000 and "recommended" in text
+    noise = {c["name"]: c["noise"] for c in advice["candidates"]}
+    assert noise["L_z"] == 0.0 and noise["L_xp p=0.25"] > 0
+    assert noise["L_xp p=0.5"] < noise["L_xp p=0.25"]  # more units labelled, less noise
+    cfg = load_config(rec)
+    best = min((c for c in advice["candidates"] if c["evaluations"]), key=lambda c: c["evaluations"])
+    assert cfg.training.budget == max(best["evaluations"], 2 * best["units"])
+    again = advise(parse_config(RUN), out, 0.5, steps=20, progress=False)  # read back, not retrained
+    assert [r["error"] for r in again.pilot] == [r["error"] for r in advice["pilot"]]
+
+
+def test_advise_refuses_a_pilot_above_five_percent(tmp_path):
+    with pytest.raises(InputError, match="pilot-fraction"):
+        advise(parse_config(RUN), tmp_path / "a", 1e-3, fraction=0.2, progress=False)
