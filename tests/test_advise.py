@@ -90,3 +90,12 @@ def test_advise_end_to_end_measures_noise_and_writes_a_config(tmp_path, capsys):
 def test_advise_refuses_a_pilot_above_five_percent(tmp_path):
     with pytest.raises(InputError, match="pilot-fraction"):
         advise(parse_config(RUN), tmp_path / "a", 1e-3, fraction=0.2, progress=False)
+
+
+def test_two_exact_pilots_fit_the_exponent():
+    from macrodyn.study.advise import fitted_curve
+
+    c = fitted_curve({"configs": 400, "error": 0.5 * 400 ** -0.5}, {"configs": 25, "error": 0.5 * 25 ** -0.5})
+    assert c["b"] == pytest.approx(0.5) and c["a"] == pytest.approx(0.5)
+    flat = fitted_curve({"configs": 10, "error": 0.1}, {"configs": 100, "error": 0.2})  # rising: clipped
+    assert flat["b"] == 0.25

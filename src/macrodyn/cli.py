@@ -291,9 +291,9 @@ def advise_cmd(config: Optional[Path] = CONFIG,
     check_out_dir(out_dir, creating=True, kind="study")
     advice = advise(cfg, out_dir, tol, budget=budget, fraction=fraction, p=p, members=members, steps=steps,
                     exponent=exponent, progress=not quiet)
-    typer.echo("\npilot: " + ", ".join(f"{r['name']} {r['error']:.3g}" for r in advice.pilot)
+    typer.echo("\npilot: " + ", ".join(f"{r['name']} error {r['error']:.3g}" for r in advice.pilot)
                + f"  ({advice.pilot_evaluations:,} force evaluations, {advice.pilot_evaluations / advice.budget:.1%} "
-               f"of {advice.budget:,})")
+               f"of {advice.budget:,}; {sum(r['seconds'] for r in advice.pilot):.0f} s)")
     c = advice.curve
     typer.echo(f"exact labels: error ~ {c['a']:.3g} n^-{c['b']:.2f}; label noise adds {advice.noise_scale:.3g} r^2/n "
                "to the squared error")

@@ -52,6 +52,8 @@ from macrodyn.training.noise import exact_rates, rate_noise, relative_noise
 SHARE = 0.5  # of the pilot's evaluations per pilot run (L_z on m configurations, L_x,p on m · N evaluations)
 MIN_CONFIGS = 8  # fully labelled configurations of the L_z pilot: fewer say little about the error
 P_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)  # candidate p: these multiples of the pilot's p
+EXACT = 1e-9  # label noise r² below this is rounding: the labels are exact
+B_RANGE = (0.25, 2.0)  # a fitted exponent is clipped to this range (two points, one draw each)
 TIE = 0.1  # predictions within 10 % of the cheapest count as a tie (the least noisy is recommended)
 
 
@@ -195,6 +197,13 @@ def learning_curve(n: int, error: float, b: float) -> dict:
     return {"a": error * n ** b, "b": b}
 
 
+def fitted_curve(one: dict, two: dict) -> dict:
+    """``e(n) = a n^-b`` through two exact-label pilots (``b`` clipped to :data:`B_RANGE`)."""
+    (n1, e1), (n2, e2) = sorted([(one["configs"], one["error"]), (two["configs"], two["error"])])
+    b = float(np.clip(math.log(e1 / e2) / math.log(n2 / n1), *B_RANGE)) if n2 > n1 else 1.0
+    return {"a": e2 * n2 ** b, "b": b}
+
+
 def configs_to_tol(curve: dict, scale: float, noise: float, e_tol: float) -> float | None:
     """The ``n`` where ``a² n^-2b + scale · noise / n = e_tol²`` (the left side falls with ``n``)."""
     err2 = lambda n: curve["a"] ** 2 * n ** (-2 * curve["b"]) + scale * noise / n  # noqa: E731
@@ -230,15 +239,21 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
     cands = candidates(cfg, p, n_units)
     surrogate = build_surrogate(cfg) if cfg.training.surrogate is not None else None
     noise, surrogate_evals = measure_noise(run_z, cands, draws, cfg.seed, surrogate)
-    curve = learning_curve(pilot[0]["configs"], pilot[0]["error"], exponent)
     xp = pilot[1]
     r_xp = noise[f"L_xp p={p:.4g}"]
-    ez = curve["a"] * xp["configs"] ** (-curve["b"])
-    scale = max(0.0, xp["error"] ** 2 - ez ** 2) * xp["configs"] / r_xp if r_xp > 0 else 0.0
     notes = []
-    if scale == 0.0:
-        notes.append("the L_x,p pilot was no worse than exact labels extrapolated to its size: label noise did not "
-                     "show, so the noisy estimators are predicted as L_z at equal configurations")
+    if r_xp < EXACT:  # the L_x,p pilot's labels are exact too: a second point of the same law
+        curve = fitted_curve(pilot[0], xp)
+        scale = 0.0
+        notes.append(f"L_x,p's labels are exact here (noise r² = {r_xp:.1e}: the forces lie in the span of the "
+                     f"encoder's gradients); b = {curve['b']:.2f} is fitted through both pilots instead of assumed")
+    else:
+        curve = learning_curve(pilot[0]["configs"], pilot[0]["error"], exponent)
+        ez = curve["a"] * xp["configs"] ** (-curve["b"])
+        scale = max(0.0, xp["error"] ** 2 - ez ** 2) * xp["configs"] / r_xp
+        if scale == 0.0:
+            notes.append("the L_x,p pilot was no worse than exact labels extrapolated to its size: label noise did "
+                         "not show, so the noisy estimators are predicted as L_z at equal configurations")
     pool = training_pool_size(cfg)
     out_c = []
     for name, t, k, _ in cands:
