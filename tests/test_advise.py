@@ -64,6 +64,10 @@ def test_recommended_config_takes_the_cheapest_prediction():
     assert tie.recommended.name == "L_z"  # within 10 % of the cheapest: the exact labels
     rec = recommended_config(cfg, advice)
     assert (rec.training.loss, rec.training.p, rec.training.budget) == ("L_xp", 0.25, 600)
+    big = Advice(1e-3, 20_000, [], 1000, 0, {"a": 1, "b": 1}, 1.0,
+                 [Candidate("L_xp p=0.25", cands[1].training, 2, 0.3, 1500, 3000, beyond_pool=True)])
+    grown = recommended_config(cfg, big)  # 10 runs × 61 snapshots hold 610 configurations
+    assert grown.data.n_train_trajectories == math.ceil(1500 / 61) and grown.training.budget == 3000
     none = Advice(1e-3, 20_000, [], 1000, 0, {"a": 1, "b": 1}, 1.0, cands[2:])
     with pytest.raises(InputError, match="no candidate"):
         recommended_config(cfg, none)

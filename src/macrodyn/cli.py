@@ -304,8 +304,10 @@ def advise_cmd(config: Optional[Path] = CONFIG,
     if write is not None:
         rec = recommended_config(cfg, advice)
         save_text(yaml.safe_dump(rec.model_dump(mode="json"), sort_keys=False), write)
+        grown = (f", {rec.data.n_train_trajectories} training runs instead of {cfg.data.n_train_trajectories}"
+                 if rec.data.n_train_trajectories != cfg.data.n_train_trajectories else "")
         typer.echo(f"recommended config: {write} (training.loss {rec.training.loss}, p {rec.training.p:g}, "
-                   f"control {rec.training.control}, budget {rec.training.budget:,})")
+                   f"control {rec.training.control}, budget {rec.training.budget:,}{grown})")
 
 
 def _one_line(text: str) -> str:

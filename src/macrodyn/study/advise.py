@@ -267,7 +267,8 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
 
 
 def recommended_config(cfg: RunConfig, advice: Advice) -> RunConfig:
-    """``cfg`` with the recommended estimator and its predicted evaluations as the budget."""
+    """``cfg`` with the recommended estimator and its predicted evaluations as the budget (and,
+    when that needs more configurations than the training pool holds, more training runs)."""
     rec = advice.recommended
     if rec is None:
         raise InputError(f"no candidate is predicted to reach e_tol = {advice.e_tol:g}; raise the tolerance or "
@@ -275,4 +276,7 @@ def recommended_config(cfg: RunConfig, advice: Advice) -> RunConfig:
     d = cfg.model_dump()
     d["training"].update(rec.training)
     d["training"]["budget"] = max(int(rec.evaluations), 2 * rec.units)
+    if rec.beyond_pool:  # more configurations than the training runs hold: simulate more runs
+        per_run = training_pool_size(cfg) // cfg.data.n_train_trajectories
+        d["data"]["n_train_trajectories"] = math.ceil(rec.configs / per_run)
     return parse_config(d, "advice")
