@@ -267,19 +267,25 @@ def main(argv: list[str] | None = None) -> None:
             args.collect_only = True
     if args.collect_only:
         points = [p for p in points if (args.work / p.data / p.name / "metrics.json").exists()]
-    notes = list(args.note)
+    old = {} if args.smoke else (read_results(args.out, NAME) or {})
+    notes = [*old.get("notes", []), *args.note]
     if args.members:
         notes.append(f"members per point: {args.members} (the config's: {base.training.members})")
     if args.skip:
         notes.append(f"points not run: {args.skip}")
+    # records of OUT/NAME.json that this grid does not remeasure stay (other systems, other budgets)
+    mine = {(p.tags["estimator"], p.tags["budget"], p.tags["seed"]) for p in points}
+    keep = [r for r in old.get("records", [])
+            if r["system"] != SYSTEM or (r["estimator"], r["budget"], r["seed"]) not in mine]
     records = []
     for res in iter_grid(points, shared, args.work, progress=False, desc="estimators"):
         records.append(record(res, args.e_tol))
         print({k: records[-1][k] for k in COLUMNS if k != "evaluations_to_tol"}, flush=True)
-        add_evaluations_to_tol(records)
-        write_results(args.out, NAME, records, summary=summary(records), notes=notes, config=str(args.config),
+        both = add_evaluations_to_tol(keep + records)
+        write_results(args.out, NAME, both, summary=summary(both), notes=notes, config=str(args.config),
                       surrogate_config=str(args.surrogate_config), control=control, jobs=args.jobs,
-                      shared_run=str(shared_folder(args.work, SYSTEM)))
+                      shared_run=str(shared_folder(args.work, SYSTEM)),
+                      **{k: v for k, v in old.items() if k == "lj800_measured"})
     if not records:
         raise SystemExit("no finished point to record")
     analyse(need_results(args.out, NAME), args.out)
