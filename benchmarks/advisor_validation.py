@@ -41,7 +41,7 @@ from common import CONFIGS, RESULTS, need_results, parse, parser, print_table, r
 from macrodyn import load_config
 from macrodyn.config import parse_config
 from macrodyn.study import load_study, point_config
-from macrodyn.study.advise import advise
+from macrodyn.study.advise import advise, xp_name
 
 COLUMNS = ["system", "recommended", "measured_best", "predicted_evaluations", "measured_evaluations",
            "ratio_predicted_over_measured", "pilot_evaluations"]
@@ -83,14 +83,12 @@ def measured(system: str) -> tuple[dict[str, list[tuple[float, float]]], int]:
         for r in [*pts, *draws]:
             if r["n_atoms"] == n and r.get("control", "none") == "none":
                 p = 1.0 if r["loss"] == "L_z" else 50 / n
-                err = r.get("rollout_rel_error", r.get("error"))
-                cells[_name(r["loss"], p)].append((r["force_evaluations"] if "force_evaluations" in r
-                                                    else r["n_configs"] * (n if r["loss"] == "L_z" else 50), err))
+                cells[_name(r["loss"], p)].append((r["force_evaluations"], r["rollout_rel_error"]))
     return {k: _means(v) for k, v in cells.items()}, n
 
 
 def _name(loss: str, p: float) -> str:
-    return "L_z" if loss == "L_z" else f"L_xp p={p:.4g}"
+    return "L_z" if loss == "L_z" else xp_name(p)
 
 
 def _means(pairs: list[tuple[float, float]]) -> list[tuple[float, float]]:

@@ -287,7 +287,9 @@ def advise_cmd(config: Optional[Path] = CONFIG,
     if not tol > 0 or not tol < 1:
         raise InputError(f"--tol {tol} must be a relative error in (0, 1), e.g. 3e-3.")
     cfg = load_config(config or default_config_path())
-    out_dir = Path(out) if out else Path("runs") / f"{(config.stem if config else 'predator_prey')}_advise"
+    out_dir = _out_dir(config, out)  # refuses a blank --out
+    if out is None:  # beside the run folder of the same config, not in it
+        out_dir = out_dir.with_name(f"{out_dir.name}_advise")
     check_out_dir(out_dir, creating=True, kind="study")
     advice = advise(cfg, out_dir, tol, budget=budget, fraction=fraction, p=p, members=members, steps=steps,
                     exponent=exponent, progress=not quiet)

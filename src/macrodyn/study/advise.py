@@ -43,9 +43,9 @@ from macrodyn.io import save_json
 from macrodyn.run import Run
 from macrodyn.run.closure import load_closure
 from macrodyn.run.pool import labelled_configs
-from macrodyn.study.grid import GridPoint, fit_steps, run_grid
+from macrodyn.study.grid import GridPoint, fit_steps, run_grid, steps_per_epoch
 from macrodyn.systems.registry import build_system
-from macrodyn.training.control import slot_scale
+from macrodyn.training.control import SurrogateControl, slot_beta, slot_scale
 from macrodyn.training.losses import make_loss
 from macrodyn.training.noise import exact_rates, rate_noise, relative_noise
 
@@ -113,21 +113,23 @@ class Advice:
     def table(self) -> str:
         rows = [f"{'estimator':<28} {'evals/config':>12} {'noise r²':>9} {'r² × evals':>10} {'configs':>9} "
                 f"{'evaluations to e_tol':>20}"]
+        rec = self.recommended
         for c in sorted(self.candidates, key=lambda c: (c.evaluations is None, c.evaluations or 0)):
             ev = "not reached" if c.evaluations is None else f"{c.evaluations:.3g}" + (" (> pool)" if c.beyond_pool
                                                                                           else "")
             cf = "-" if c.configs is None else f"{c.configs:.0f}"
-            mark = " <- recommended" if c is self.recommended else ""
+            mark = " <- recommended" if c is rec else ""
             rows.append(f"{c.name:<28} {c.units:>12} {c.noise:>9.3g} {c.noise_per_evaluation:>10.3g} {cf:>9} "
                         f"{ev:>20}{mark}")
         return "\n".join(rows)
 
 
 def pilot_points(cfg: RunConfig, budget: int, fraction: float, p: float, members: int,
-                 steps: int | None) -> list[GridPoint]:
+                 steps: int | None, n_units: int | None = None) -> list[GridPoint]:
     """The two pilot runs (see the module doc): L_z on ``m`` configurations and L_x,p at ``p`` on
-    ``m · N`` evaluations, each trained for about ``steps`` optimiser steps."""
-    n_units = build_system(cfg.system.name, cfg.system.params).n_units
+    ``m · N`` evaluations, each trained for about ``steps`` optimiser steps (``n_units``: the
+    system's, built from the config when not given)."""
+    n_units = n_units or build_system(cfg.system.name, cfg.system.params).n_units
     spend = fraction * budget
     m = int(SHARE * spend // n_units)
     if m < MIN_CONFIGS:
@@ -135,11 +137,11 @@ def pilot_points(cfg: RunConfig, budget: int, fraction: float, p: float, members
                          f"{m} configurations in full at {n_units} units each (at least {MIN_CONFIGS} are needed); "
                          f"raise --budget or --pilot-fraction.")
     k = make_loss("L_xp", p).units(n_units)
-    pool = training_pool_size(cfg) or m * n_units // k
-    m_xp = min(int(SHARE * spend // k), pool)
-    t = cfg.training
+    # capped by the training pool; where that is known only after simulating (data.min_observable),
+    # by the L_z pilot's evaluations instead
+    m_xp = min(int(SHARE * spend // k), training_pool_size(cfg) or m * n_units // k)
     if steps is None:  # a full run's epochs over the largest pilot set
-        steps = t.epochs * -(-max(1, round(m_xp * (1 - t.val_fraction))) // t.batch_size)
+        steps = cfg.training.epochs * steps_per_epoch(cfg.training.model_dump(), m_xp)
     runs = [("L_z", 1.0, m, n_units), ("L_xp", p, m_xp, k)]
     points = []
     for loss, pp, n, units in runs:
@@ -161,10 +163,15 @@ def candidates(cfg: RunConfig, p: float, n_units: int) -> list[tuple[str, dict, 
     surrogate = cfg.training.surrogate is not None
     for q in ps:
         k = make_loss("L_xp", q).units(n_units)
-        out.append((f"L_xp p={q:.4g}", {"loss": "L_xp", "p": q, "control": "none"}, k, False))
+        out.append((xp_name(q), {"loss": "L_xp", "p": q, "control": "none"}, k, False))
         if surrogate:
-            out.append((f"L_xp p={q:.4g} + surrogate", {"loss": "L_xp", "p": q, "control": "surrogate"}, k, True))
+            out.append((f"{xp_name(q)} + surrogate", {"loss": "L_xp", "p": q, "control": "surrogate"}, k, True))
     return out
+
+
+def xp_name(p: float) -> str:
+    """How the advice names plain L_x,p at ``p``."""
+    return f"L_xp p={p:.4g}"
 
 
 def measure_noise(run: Run, cands: list[tuple[str, dict, int, bool]], draws: int, seed: int,
@@ -176,11 +183,11 @@ def measure_noise(run: Run, cands: list[tuple[str, dict, int, bool]], draws: int
     J, exact = exact_rates(load_closure(run), x, f)
     control, spent = None, 0
     if surrogate is not None and any(uses for *_, uses in cands):
+        before = surrogate.counter.labels
         s = surrogate.forces(np.asarray(x, dtype=np.float64))
-        spent = s.size // surrogate.coords_per_unit
-        num, den = slot_scale(np.broadcast_to(np.arange(s.shape[1]), s.shape), f, s, surrogate.coords_per_unit)
-        beta = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)  # its limit with every force labelled
-        control = s * np.tile(beta, s.shape[1] // len(beta))[None]
+        spent = surrogate.counter.labels - before
+        sums = slot_scale(np.broadcast_to(np.arange(s.shape[1]), s.shape), f, s, surrogate.coords_per_unit)
+        control = SurrogateControl(surrogate, slot_beta(*sums)).scaled(s)  # β's limit with every force labelled
     out = {}
     for name, _, k, uses in cands:
         if k == run.system.n_units:  # every force labelled: exact
@@ -229,7 +236,7 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
     partial = make_loss(cfg.training.loss, cfg.training.p).units(n_units) < n_units
     p = p or (cfg.training.p if partial else 0.1)
     members = members or min(cfg.training.members, 2)
-    points = pilot_points(cfg, budget, fraction, p, members, steps)
+    points = pilot_points(cfg, budget, fraction, p, members, steps, n_units)
     results = run_grid(points, cfg, out, progress=progress, desc="advise pilot")
     pilot = [{"name": r.point.name, "loss": r.point.tags["loss"], "p": r.point.tags["p"],
               "configs": r.point.tags["configs"], "evaluations": r.metrics["force_evaluations"],
@@ -240,7 +247,7 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
     surrogate = build_surrogate(cfg) if cfg.training.surrogate is not None else None
     noise, surrogate_evals = measure_noise(run_z, cands, draws, cfg.seed, surrogate)
     xp = pilot[1]
-    r_xp = noise[f"L_xp p={p:.4g}"]
+    r_xp = noise[xp_name(p)]
     notes = []
     if r_xp < EXACT:  # the L_x,p pilot's labels are exact too: a second point of the same law
         curve = fitted_curve(pilot[0], xp)

@@ -81,13 +81,17 @@ class PointResult:
         return sum(self.run.timings.get(s, 0.0) for s in POINT_STAGES)
 
 
+def steps_per_epoch(training: dict, n_configs: int) -> int:
+    """Optimiser steps of one epoch over ``n_configs`` configurations (less the validation share)."""
+    return -(-max(1, round(n_configs * (1 - training["val_fraction"]))) // training["batch_size"])
+
+
 def fit_steps(training: dict, n_configs: int, steps: int) -> None:
     """Scale ``training``'s epochs (and its epoch-counted patiences and intervals) in place so a
     point on ``n_configs`` configurations takes about ``steps`` optimiser steps: a fixed epoch
     count would starve small training sets."""
     t = training
-    per_epoch = -(-max(1, round(n_configs * (1 - t["val_fraction"]))) // t["batch_size"])
-    epochs = -(-steps // per_epoch)
+    epochs = -(-steps // steps_per_epoch(t, n_configs))
     scale = epochs / t["epochs"]
     for name in ("lr_patience", "stop_patience", "select_every", "checkpoint_every"):
         if t[name]:

@@ -113,6 +113,11 @@ def slot_scale(idx: np.ndarray, forces: np.ndarray, pred: np.ndarray, coords_per
     return num, den
 
 
+def slot_beta(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """``β = Σ f s / Σ s²`` per slot from :func:`slot_scale`'s sums (0 where ``Σ s² = 0``)."""
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
 class SurrogateControl:
     """``c = β_s · s(x)``: a cheap system's forces on every coordinate, scaled per coordinate slot.
 
@@ -127,7 +132,10 @@ class SurrogateControl:
 
     def __call__(self, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
         """``(b, N)`` predicted forces of the labelled configurations ``x`` ``(b, N)`` (``rows`` unused)."""
-        s = self.surrogate.forces(np.asarray(x, dtype=np.float64))
+        return self.scaled(self.surrogate.forces(np.asarray(x, dtype=np.float64)))
+
+    def scaled(self, s: np.ndarray) -> np.ndarray:
+        """``β_s · s`` of surrogate forces ``s`` ``(b, N)`` already evaluated."""
         return s * np.tile(self.beta, s.shape[1] // len(self.beta))[None]
 
 
@@ -169,8 +177,7 @@ class Surrogate:
             sums = slot_scale(lab_c[K.INDEX], lab_c[K.FORCES], pred, coords_per_unit, sums)
         if sums is None:
             raise InputError("training.control: surrogate found no labelled configuration; run `macrodyn label`.")
-        num, den = sums
-        return SurrogateControl(self.surrogate, np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0))
+        return SurrogateControl(self.surrogate, slot_beta(*sums))
 
 
 def check_surrogate(surrogate: MicroSystem, like: MicroSystem) -> None:
