@@ -180,7 +180,14 @@ def measure_noise(run: Run, cands: list[tuple[str, dict, int, bool]], draws: int
     lab = ChunkedTable.open(run.store, "labels").read()
     x = labelled_configs(run, lab)
     f = np.take_along_axis(lab[K.FORCES], np.argsort(lab[K.INDEX], 1), 1)  # coordinate order
-    J, exact = exact_rates(load_closure(run), x, f)
+    return estimator_noise(load_closure(run), run.system, x, f, cands, draws, seed, surrogate)
+
+
+def estimator_noise(ae, system, x: np.ndarray, f: np.ndarray, cands: list[tuple[str, dict, int, bool]], draws: int,
+                    seed: int, surrogate=None) -> tuple[dict[str, float], int]:
+    """``({name: r²}, surrogate evaluations)`` of the candidates on configurations ``x`` ``(M, N)``
+    with all their forces ``f`` (coordinate order), through the closure ``ae``."""
+    J, exact = exact_rates(ae, x, f)
     control, spent = None, 0
     if surrogate is not None and any(uses for *_, uses in cands):
         before = surrogate.counter.labels
@@ -190,11 +197,11 @@ def measure_noise(run: Run, cands: list[tuple[str, dict, int, bool]], draws: int
         control = SurrogateControl(surrogate, slot_beta(*sums)).scaled(s)  # β's limit with every force labelled
     out = {}
     for name, _, k, uses in cands:
-        if k == run.system.n_units:  # every force labelled: exact
+        if k == system.n_units:  # every force labelled: exact
             out[name] = 0.0
             continue
         c = control if uses else None
-        mse = rate_noise(J, f, run.system.unit_coords, run.system.n_units, k, draws, np.random.default_rng(seed), c)
+        mse = rate_noise(J, f, system.unit_coords, system.n_units, k, draws, np.random.default_rng(seed), c)
         out[name] = relative_noise(mse, exact)
     return out, spent
 

@@ -17,6 +17,14 @@ Defaults (paper scale ``n = 200``): ``ε = 10 h / (2√2 artanh 0.9)``, i.e. the
 1-D equilibrium profile ``tanh(x / (√2 ε))`` rises from −0.9 to 0.9 over 10 cells at
 any ``n``; ``dt = 0.1 h²`` for RK4.
 
+:class:`CoarseAllenCahn` (``allen_cahn_coarse``) is the cheap surrogate of the multi-fidelity
+control variate (``training.surrogate: {name: allen_cahn_coarse, params: {coarsen: 2}}``): the
+same equation, same ``ε``, on the grid ``c = coarsen`` times coarser (block means of ``c × c``
+cells, spacing ``c h``), its right-hand side copied back to every fine cell of a block. An
+interface of 10 fine cells still spans ``10/c`` coarse ones, so for ``c = 2`` it stays resolved;
+the fine and coarse forces differ by the discretisation error, and one configuration costs
+``N/c²`` stencils instead of ``N``.
+
 Cost: the full right-hand side is ``O(n²)`` per configuration; the partial one
 (:meth:`AllenCahn.partial_forces`) gathers the 4 neighbours of each chosen cell only
 and costs ``O(k)``. At ``n = 200`` one saved trajectory of 401 snapshots is 128 MB,
@@ -108,6 +116,51 @@ def allen_cahn_rhs_at(x, idx, n, inv_eps2, inv_h2):  # pragma: no cover - compil
             if j < n - 1:
                 lap += xb[c + 1] - u
             out[b, m] = u * (1.0 - u * u) * inv_eps2 + lap * inv_h2
+    return out
+
+
+@jit()
+def _block_mean(xb, bi, bj, n, c):  # pragma: no cover - compiled
+    """Mean of the ``c × c`` fine cells of coarse cell ``(bi, bj)`` (row-major, ``n`` per side)."""
+    s = 0.0
+    for a in range(c):
+        row = (bi * c + a) * n + bj * c
+        for d in range(c):
+            s += xb[row + d]
+    return s / (c * c)
+
+
+@jit()
+def coarse_rhs_at(x, idx, n, c, inv_eps2, inv_H2):  # pragma: no cover - compiled
+    """The coarse-grid right-hand side (``coarsen = c``) at chosen fine cells, cost ``O(B k c²)``.
+
+    Args:
+        x: ``(B, n²)`` flattened fine fields (float64).
+        idx: ``(B, k)`` int64 fine cell indices (unchecked).
+        n: fine grid points per side (a multiple of ``c``); c: the coarsening.
+        inv_eps2, inv_H2: ``1/ε²`` and ``1/(c h)²``.
+    Returns:
+        ``(B, k)``: the coarse right-hand side of the block holding each chosen cell.
+    """
+    B, k = idx.shape
+    m = n // c
+    out = np.empty((B, k))
+    for b in range(B):
+        xb = x[b]
+        for q in range(k):
+            i = idx[b, q] // n
+            bi, bj = i // c, (idx[b, q] - i * n) // c
+            u = _block_mean(xb, bi, bj, n, c)
+            lap = 0.0
+            if bi > 0:
+                lap += _block_mean(xb, bi - 1, bj, n, c) - u
+            if bi < m - 1:
+                lap += _block_mean(xb, bi + 1, bj, n, c) - u
+            if bj > 0:
+                lap += _block_mean(xb, bi, bj - 1, n, c) - u
+            if bj < m - 1:
+                lap += _block_mean(xb, bi, bj + 1, n, c) - u
+            out[b, q] = u * (1.0 - u * u) * inv_eps2 + lap * inv_H2
     return out
 
 
@@ -257,3 +310,37 @@ class AllenCahn(MicroSystem):
             "snapshot k is at time k · dt · save_every:", "",
             f"![snapshots]({rel}/allen_cahn_snapshots.png)", "",
         ])
+
+
+class CoarseAllenCahn(AllenCahn):
+    """A cheap surrogate of Allen–Cahn: its right-hand side on a grid ``coarsen`` times coarser.
+
+    It has the fine grid's coordinates, so it can stand beside :class:`AllenCahn` as
+    ``training.surrogate`` (module docstring).
+
+    Args:
+        n, eps, dt: as for :class:`AllenCahn` (the fine grid; ``ε`` is kept on the coarse one).
+        coarsen: ``c ≥ 2`` dividing ``n``; each ``c × c`` block of cells gets the coarse
+            right-hand side of its mean, at spacing ``c h``.
+    """
+
+    name = "allen_cahn_coarse"
+
+    class Params(AllenCahn.Params):
+        coarsen: int = Field(2, ge=2, description="coarsening c >= 2 dividing n: forces of the c-times coarser grid")
+
+    def __init__(self, n: int = 200, eps: float | None = None, dt: float | None = None, coarsen: int = 2):
+        super().__init__(n, eps, dt)
+        if int(coarsen) != coarsen or coarsen < 2 or self.n % int(coarsen):
+            raise InputError(f"allen_cahn_coarse: coarsen must be an integer >= 2 dividing n = {self.n}; "
+                             f"got {coarsen!r}.")
+        self.coarsen = int(coarsen)
+        self._inv_H2 = 1.0 / (self.h * self.coarsen) ** 2
+
+    def _forces(self, x):
+        B, c, m = x.shape[0], self.coarsen, self.n // self.coarsen
+        f = allen_cahn_rhs(x.reshape(B, m, c, m, c).mean(axis=(2, 4)), self.eps, self.h * c)
+        return np.repeat(np.repeat(f, c, axis=1), c, axis=2).reshape(B, self.n_coords)
+
+    def _partial_forces(self, x, idx):
+        return coarse_rhs_at(x, idx, self.n, self.coarsen, self._inv_eps2, self._inv_H2)

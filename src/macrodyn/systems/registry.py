@@ -30,7 +30,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from macrodyn.errors import InputError
-from macrodyn.systems.allen_cahn import AllenCahn
+from macrodyn.systems.allen_cahn import AllenCahn, CoarseAllenCahn
 from macrodyn.systems.base import MicroSystem
 from macrodyn.systems.md import LennardJones
 from macrodyn.systems.predator_prey import PredatorPrey
@@ -56,6 +56,7 @@ SYSTEMS: SystemRegistry = SystemRegistry({
     "predator_prey": PredatorPrey,
     "lennard_jones": LennardJones,
     "allen_cahn": AllenCahn,
+    "allen_cahn_coarse": CoarseAllenCahn,
 })
 BUILTIN = frozenset(SYSTEMS)
 
