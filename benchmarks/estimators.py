@@ -1,14 +1,17 @@
-"""Estimators at equal expensive budgets (docs/method.md, "Multi-fidelity control variate"):
-plain L_x,p against L_x,p with the surrogate control variate, on LJ-800.
+"""Estimators at equal expensive budgets (docs/method.md, "Multi-fidelity control variate";
+docs/choosing.md): which one reaches e_tol with the fewest expensive force evaluations?
 
-Does ``training.control: surrogate`` (a Lennard–Jones truncated at 1.5σ evaluated on all 800
-atoms of each labelled configuration; configs/lj800_surrogate.yaml) halve the expensive
-(2.5σ) force evaluations needed to reach e_tol = 3e-3, the force-budget study's tolerance?
-
-- ``L_xp``: ``--config`` as it is (configs/lj800.yaml, p = 1/16, shared microstates);
+- ``L_xp``: ``--config`` as it is (the paper's estimator: LJ-800 p = 1/16, Allen–Cahn p = 1/25);
 - ``L_xp+surrogate``: the same base with ``training.control`` / ``training.surrogate`` (and
-  ``control_window``) of ``--surrogate-config`` (configs/lj800_surrogate.yaml; its other
-  sections must equal the base's).
+  ``control_window``) of ``--surrogate-config`` (configs/lj800_surrogate.yaml: a Lennard–Jones
+  truncated at 1.5σ on all 800 atoms; its other sections must equal the base's);
+- ``L_xp@P``: the base with ``training.p = P`` (fewer labelled units per configuration, more
+  configurations per budget; on Allen–Cahn the labels are exact at any p, docs/choosing.md).
+
+``--system lj800`` (default; e_tol 3e-3, the force-budget study's) or ``--system allen_cahn``
+(configs/allen_cahn.yaml, 64²; e_tol 5e-3, the advisor validation's). ``--budgets-of EST=B,B``
+gives an estimator its own budgets (e.g. L_xp@P at equal configurations to L_xp); ``--only
+EST:BUDGET:SEED ...`` runs just those points of the grid.
 
 Each (estimator, budget) is trained for the draws ``seed, seed + 1, ...`` (run seeds): as in the
 force-budget study's draws (``macrodyn.study.point_config(..., seed=)``), every point sits on the
@@ -19,6 +22,8 @@ evaluations and seconds are recorded apart.
 
     python benchmarks/estimators.py [--work runs/estimators] [--members 1 --jobs 2] \
         [--skip L_xp:500000] [--note "..."]
+    python benchmarks/estimators.py --system allen_cahn --estimators L_xp L_xp@0.01 --jobs 2 \
+        --budgets-of L_xp=1312000,2624000 --budgets-of L_xp@0.01=328000,656000
     python benchmarks/estimators.py --smoke [--out DIR]   # a tiny LJ system, seconds
     python benchmarks/estimators.py --analyse-only        # table, summary and figure from the JSON
 
@@ -29,9 +34,11 @@ one-member points. Finished points in ``--work`` are read back.
 
 Writes OUT/estimators.json: one record per (system, estimator, seed, budget) with ``system, n,
 estimator, seed, budget, error_at_budget, evaluations_to_tol, surrogate_seconds,
-surrogate_force_evaluations, e_tol, starts`` (``evaluations_to_tol``: the smallest tried budget
+surrogate_force_evaluations, e_tol, starts, p`` (``evaluations_to_tol``: the smallest tried budget
 of that (estimator, seed) whose error ≤ e_tol, else None), a ``summary`` (mean ± std over draws
-per estimator × budget; mean evaluations_to_tol per estimator and their ratio), ``notes``; and
+per estimator × budget; mean evaluations_to_tol per estimator and their ratio), ``notes``,
+``settings`` (per system: config, control, shared run, and the machine, commit and date
+measured); and
 OUT/estimators.png (error vs budget, draws as points, mean as line).
 """
 from __future__ import annotations
@@ -39,18 +46,22 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from common import CONFIGS, RESULTS, need_results, parse, parser, print_table, read_results, tiny, write_results
+from common import (CONFIGS, RESULTS, commit, machine, need_results, parse, parser, print_table, read_results, tiny,
+                    write_results)
 from macrodyn import load_config
 from macrodyn.config import parse_config
 from macrodyn.study import GridPoint, iter_grid, prepare_shared, shared_folder
+from macrodyn.systems import build_system
 
 NAME = "estimators"
-SYSTEM = "lj800"
-E_TOL = 3.0e-3  # the force-budget study's tolerance (ForceBudgetStudy.e_tol)
+#: --system -> base config, surrogate config, e_tol (LJ: the force-budget study's tolerance,
+#: ForceBudgetStudy.e_tol; Allen–Cahn: the advisor validation's, its study's L_x,p mean being 4.4e-3)
+SYSTEMS = {"lj800": ("lj800.yaml", "lj800_surrogate.yaml", 3.0e-3), "allen_cahn": ("allen_cahn.yaml", None, 5.0e-3)}
 BUDGETS = [500_000, 1_000_000]
 ESTIMATORS = ["L_xp", "L_xp+surrogate"]
 #: training fields that make the surrogate estimator (taken from --surrogate-config)
@@ -74,16 +85,34 @@ def control_settings(base, surrogate_cfg) -> dict:
     return {f: t[f] for f in CONTROL_FIELDS}
 
 
-def point_config(base, estimator: str, budget: int, seed: int, control: dict, members: int | None,
+def estimator_p(estimator: str, base) -> float:
+    """``training.p`` of an estimator: ``L_xp@P`` sets it, the others keep the base's."""
+    if estimator in ESTIMATORS:
+        return base.training.p
+    if not estimator.startswith("L_xp@"):
+        raise SystemExit(f"unknown estimator {estimator!r}: choose {ESTIMATORS} or L_xp@P (P a fraction)")
+    try:
+        p = float(estimator[len("L_xp@"):])
+    except ValueError:
+        raise SystemExit(f"estimator {estimator!r}: P in L_xp@P must be a number in (0, 1], e.g. L_xp@0.01")
+    if not 0 < p <= 1:
+        raise SystemExit(f"estimator {estimator!r}: P must lie in (0, 1]")
+    return p
+
+
+def point_config(base, estimator: str, budget: int, seed: int, control: dict | None, members: int | None,
                  in_process: bool):
-    """The run config of one point: the base with the estimator's control, the budget and the seed
-    (on the base's shared trajectories and closure: the seed redraws only what the point labels
-    and trains)."""
+    """The run config of one point: the base with the estimator's control or p, the budget and the
+    seed (on the base's shared trajectories and closure: the seed redraws only what the point
+    labels and trains)."""
     d = base.model_dump()
-    d["name"] = f"{base.name}_{estimator.replace('+', '_')}_b{budget}_s{seed}"
+    d["name"] = f"{base.name}_{point_name(estimator, budget, seed)}"
     d["seed"] = seed
     d["training"]["budget"] = budget
+    d["training"]["p"] = estimator_p(estimator, base)
     if estimator == "L_xp+surrogate":
+        if control is None:
+            raise SystemExit("L_xp+surrogate needs --surrogate-config (a config with training.control: surrogate)")
         d["training"].update(control)
     if members:
         d["training"]["members"] = members
@@ -93,43 +122,62 @@ def point_config(base, estimator: str, budget: int, seed: int, control: dict, me
 
 
 def point_name(estimator: str, budget: int, seed: int) -> str:
-    return f"{estimator.replace('+', '_')}_b{budget}_s{seed}"
+    return f"{estimator.replace('+', '_').replace('@', '_p')}_b{budget}_s{seed}"
+
+
+def budgets_of(args) -> dict[str, list[int]]:
+    """Each estimator's budgets: ``--budgets``, or its own from ``--budgets-of EST=B,B``."""
+    own = {}
+    for item in args.budgets_of:
+        est, _, values = item.partition("=")
+        if est not in args.estimators or not values:
+            raise SystemExit(f"--budgets-of {item!r}: give EST=B1,B2 with EST one of --estimators {args.estimators}")
+        own[est] = [int(float(v)) for v in values.split(",")]
+    return {e: own.get(e, args.budgets) for e in args.estimators}
 
 
 def make_points(args, base, control) -> list[GridPoint]:
-    """Every point, most informative first (the 1e6 pair and the surrogate's small budget before
-    the plain estimator's small budget); ``--skip EST:BUDGET`` leaves points out."""
+    """Every point, most informative first (each estimator's largest budget, then the others from
+    the largest down, plain L_x,p's smaller budgets last); ``--skip EST:BUDGET`` leaves points out."""
     skip = {(s.split(":")[0], int(float(s.split(":")[1]))) for s in args.skip}
-    order = sorted(((e, b) for e in args.estimators for b in args.budgets),
-                   key=lambda eb: (eb[0] == "L_xp" and eb[1] < max(args.budgets), -eb[1], eb[0]))
+    budgets = budgets_of(args)
+    order = sorted(((e, b) for e in args.estimators for b in budgets[e]),
+                   key=lambda eb: (eb[1] < max(budgets[eb[0]]), eb[0] == "L_xp", -eb[1], eb[0]))
     seeds = [args.seed + d for d in range(args.draws)]
+    only = {(o.rsplit(":", 2)[0], int(float(o.rsplit(":", 2)[1])), int(o.rsplit(":", 2)[2])) for o in args.only}
     return [GridPoint(point_name(e, b, s), point_config(base, e, b, s, control, args.members, args.jobs > 1),
-                      SYSTEM, tags={"estimator": e, "budget": b, "seed": s})
-            for e, b in order if (e, b) not in skip for s in seeds]
+                      args.system, tags={"estimator": e, "budget": b, "seed": s,
+                                         "configs": b / estimator_p(e, base)})
+            for e, b in order if (e, b) not in skip for s in seeds if not only or (e, b, s) in only]
 
 
 def parts(points: list[GridPoint], jobs: int) -> list[list[GridPoint]]:
-    """Points split over ``jobs`` processes: each in turn to the least loaded (cost ∝ budget)."""
+    """Points split over ``jobs`` processes: each in turn to the least loaded (training cost ∝
+    configurations ∝ budget / p)."""
     load, out = [0.0] * jobs, [[] for _ in range(jobs)]
     for p in points:
         j = int(np.argmin(load))
         out[j].append(p)
-        load[j] += p.tags["budget"]
+        load[j] += p.tags["configs"]
     return out
 
 
 def record(res, e_tol: float) -> dict:
     m, tags = res.metrics, res.point.tags
-    return {"system": SYSTEM, "n": res.run.cfg.system.params["n_atoms"], "estimator": tags["estimator"],
+    system = res.run.system
+    return {"system": res.point.data, "n": system.n_coords // system.coords_per_unit, "estimator": tags["estimator"],
             "seed": tags["seed"], "budget": tags["budget"], "error_at_budget": m["rollout_rel_error"],
             "evaluations_to_tol": None,  # filled in by add_evaluations_to_tol
             "surrogate_seconds": m.get("surrogate_seconds"),
             "surrogate_force_evaluations": m.get("surrogate_force_evaluations", 0), "e_tol": e_tol,
             "starts": "shared", "force_evaluations": m["force_evaluations"], "n_configs": m["n_configs"],
-            "error_members": m["rollout_rel_error_members"], "n_members": m["n_members"],
+            "p": res.run.cfg.training.p, "error_members": m["rollout_rel_error_members"], "n_members": m["n_members"],
             "error_max_trajectory": m["rollout_rel_error_max_trajectory"],
             "training_seconds": res.run.timings.get("dynamics"), "labelling_seconds": res.run.timings.get("label"),
-            "wall_seconds": round(res.seconds, 1), "run_folder": str(res.run.out)}
+            "wall_seconds": round(res.seconds, 1), "run_folder": str(res.run.out),
+            # each session builds its own shared run (re-simulated, closure re-fitted): date and CPU name it
+            "measured": datetime.now(timezone.utc).date().isoformat(),
+            "cpu_capability": machine()["cpu_capability"]}
 
 
 def add_evaluations_to_tol(records: list[dict]) -> list[dict]:
@@ -194,7 +242,7 @@ def summary_of(records: list[dict]) -> dict:
                                 "more), so missed plain draws make the ratio an upper bound"}
 
 
-def force_budget_records(n: int = 6400, e_tol: float = E_TOL) -> list[dict]:
+def force_budget_records(n: int = 6400, e_tol: float = SYSTEMS["lj800"][2]) -> list[dict]:
     """Records of plain L_x,p and L_x,p + snapshot control at ``n`` atoms from the force-budget
     study's committed draws (``force_budget_draws*.json``; 50 atoms per configuration, the same
     shared run per size, the run seed redraws configurations, atoms and weights)."""
@@ -214,17 +262,22 @@ def force_budget_records(n: int = 6400, e_tol: float = E_TOL) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = parser(__doc__, work="runs/estimators")
-    ap.add_argument("--config", default=str(CONFIGS / "lj800.yaml"))
-    ap.add_argument("--surrogate-config", default=str(CONFIGS / "lj800_surrogate.yaml"))
-    ap.add_argument("--estimators", nargs="+", default=ESTIMATORS, choices=ESTIMATORS)
+    ap.add_argument("--system", default="lj800", choices=list(SYSTEMS))
+    ap.add_argument("--config", default=None, help="default: the system's (configs/lj800.yaml, allen_cahn.yaml)")
+    ap.add_argument("--surrogate-config", default=None, help="default: configs/lj800_surrogate.yaml on LJ-800")
+    ap.add_argument("--estimators", nargs="+", default=ESTIMATORS, help=f"{ESTIMATORS} or L_xp@P")
     ap.add_argument("--budgets", nargs="+", type=lambda s: int(float(s)), default=BUDGETS,
-                    help="expensive atom-force evaluations")
+                    help="expensive force evaluations (LJ: atom forces)")
+    ap.add_argument("--budgets-of", action="append", default=[], metavar="EST=B,B",
+                    help="an estimator's own budgets (repeatable), e.g. L_xp@0.01=328000,656000")
     ap.add_argument("--seed", type=int, default=None, help="first draw's run seed (default: the config's)")
     ap.add_argument("--draws", type=int, default=3, help="draws: run seeds seed, seed + 1, ...")
     ap.add_argument("--members", type=int, default=None, help="members per point (default: the config's)")
     ap.add_argument("--jobs", type=int, default=1, help="processes training points at once (see above)")
     ap.add_argument("--skip", nargs="*", default=[], metavar="EST:BUDGET", help="points not run, e.g. L_xp:5e5")
-    ap.add_argument("--e-tol", type=float, default=E_TOL)
+    ap.add_argument("--only", nargs="*", default=[], metavar="EST:BUDGET:SEED",
+                    help="run only these points of the grid, e.g. L_xp+surrogate:7.5e5:2")
+    ap.add_argument("--e-tol", type=float, default=None, help="default: the system's (see SYSTEMS)")
     ap.add_argument("--note", action="append", default=[], help="a note stored in the JSON (repeatable)")
     ap.add_argument("--collect-only", action="store_true",
                     help="record the points that finished in --work; train nothing")
@@ -237,27 +290,31 @@ def main(argv: list[str] | None = None) -> None:
     if args.import_force_budget:
         doc = need_results(args.out, NAME)
         records = [r for r in doc["records"] if r["system"] != "lj6400"] + force_budget_records()
-        extra = {k: v for k, v in doc.items() if k not in ("records", "machine", "commit", "date", "summary")}
-        extra.setdefault("lj800_measured", {k: doc[k] for k in ("machine", "commit", "date")})
-        write_results(args.out, NAME, records, summary=summary(records), **extra)
+        write_results(args.out, NAME, records, summary=summary(records), notes=doc.get("notes", []),
+                      settings=system_settings(doc))
         return analyse(need_results(args.out, NAME), args.out)
-    if args.smoke:  # a tiny LJ system with its own shared run
-        base, sur = tiny(load_config(args.config), snapshots=20), tiny(load_config(args.surrogate_config),
-                                                                       snapshots=20)
-        n = base.system.params["n_atoms"]
-        args.budgets, args.draws, args.e_tol = [5 * n, 10 * n], 2, 1.0e9
-    else:
-        base, sur = load_config(args.config), load_config(args.surrogate_config)
+    config, surrogate_config, e_tol = SYSTEMS[args.system]
+    args.config = args.config or str(CONFIGS / config)
+    if args.surrogate_config is None and surrogate_config:
+        args.surrogate_config = str(CONFIGS / surrogate_config)
+    args.e_tol = e_tol if args.e_tol is None else args.e_tol
+    shrink = (lambda c: tiny(c, snapshots=20)) if args.smoke else (lambda c: c)  # smoke: a tiny system
+    base = shrink(load_config(args.config))
+    sur = shrink(load_config(args.surrogate_config)) if args.surrogate_config else None
+    if args.smoke:
+        system = build_system(base.system.name, base.system.params)
+        n = system.n_coords // system.coords_per_unit
+        args.budgets, args.budgets_of, args.draws, args.e_tol = [5 * n, 10 * n], [], 2, 1.0e9
     args.seed = base.seed if args.seed is None else args.seed
-    control = control_settings(base, sur)
+    control = control_settings(base, sur) if sur is not None else None
     points = make_points(args, base, control)
-    shared = {SYSTEM: base}
+    shared = {args.system: base}
     if args.part is not None:  # one of --jobs processes: train its share, record nothing
         for _ in iter_grid(parts(points, args.jobs)[args.part], shared, args.work, progress=False):
             pass
         return
     if args.jobs > 1 and not args.collect_only:
-        prepare_shared(base, shared_folder(args.work, SYSTEM), progress=False)  # once, with the config's threads
+        prepare_shared(base, shared_folder(args.work, args.system), progress=False)  # once, with the config's threads
         given = sys.argv[1:] if argv is None else list(argv)
         procs = [subprocess.Popen([sys.executable, __file__, *given, "--out", str(args.out), "--work", str(args.work),
                                    "--part", str(j)]) for j in range(args.jobs)]
@@ -276,19 +333,35 @@ def main(argv: list[str] | None = None) -> None:
     # records of OUT/NAME.json that this grid does not remeasure stay (other systems, other budgets)
     mine = {(p.tags["estimator"], p.tags["budget"], p.tags["seed"]) for p in points}
     keep = [r for r in old.get("records", [])
-            if r["system"] != SYSTEM or (r["estimator"], r["budget"], r["seed"]) not in mine]
+            if r["system"] != args.system or (r["estimator"], r["budget"], r["seed"]) not in mine]
+    settings = system_settings(old)
+    here = {"machine": machine(), "commit": commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    settings[args.system] = {"config": str(args.config), "surrogate_config": args.surrogate_config,
+                             "control": control, "jobs": args.jobs, "e_tol": args.e_tol,
+                             "shared_run": str(shared_folder(args.work, args.system)),
+                             "measured": [*settings.get(args.system, {}).get("measured", []), here]}
     records = []
     for res in iter_grid(points, shared, args.work, progress=False, desc="estimators"):
         records.append(record(res, args.e_tol))
         print({k: records[-1][k] for k in COLUMNS if k != "evaluations_to_tol"}, flush=True)
         both = add_evaluations_to_tol(keep + records)
-        write_results(args.out, NAME, both, summary=summary(both), notes=notes, config=str(args.config),
-                      surrogate_config=str(args.surrogate_config), control=control, jobs=args.jobs,
-                      shared_run=str(shared_folder(args.work, SYSTEM)),
-                      **{k: v for k, v in old.items() if k == "lj800_measured"})
+        write_results(args.out, NAME, both, summary=summary(both), notes=notes, settings=settings)
     if not records:
         raise SystemExit("no finished point to record")
     analyse(need_results(args.out, NAME), args.out)
+
+
+def system_settings(doc: dict) -> dict:
+    """Per system: the config, control, shared run, and the machine, commit and date of each
+    session that measured points (a file written before per-system settings holds LJ-800's at
+    the top: the first session's under ``lj800_measured``, the last one's as the file's own)."""
+    settings = {k: dict(v) for k, v in doc.get("settings", {}).items()}
+    if "config" in doc and "lj800" not in settings:
+        settings["lj800"] = {k: doc[k] for k in ("config", "surrogate_config", "control", "jobs", "shared_run")
+                             if k in doc}
+        top = {k: doc.get(k) for k in ("machine", "commit", "date")}
+        settings["lj800"]["measured"] = [m for m in (doc.get("lj800_measured"), top) if m]
+    return settings
 
 
 def analyse(doc: dict, out: Path) -> None:

@@ -164,3 +164,35 @@ def test_grid_on_an_existing_shared_run_folder(tmp_path):
     (res,) = run_grid([GridPoint("L_xp", _tiny(p=0.5))], {"": shared.out}, tmp_path / "cells", progress=False)
     assert res.run.out == tmp_path / "cells" / "L_xp" and res.shared.out == shared.out
     assert not (tmp_path / "cells" / "shared").exists()
+
+
+def test_estimator_grid_selects_points_and_keeps_other_systems_settings(monkeypatch):
+    """benchmarks/estimators.py: ``L_xp@P`` sets p, ``--budgets-of`` gives an estimator its own
+    budgets, ``--only`` keeps the named points; a results file from before per-system settings
+    keeps LJ-800's under ``settings``."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    est = importlib.import_module("estimators")
+    from macrodyn import load_config
+
+    base = load_config(ROOT / "configs" / "allen_cahn.yaml")
+    ap = est.parser("", work="")
+    args = ap.parse_args([])
+    args.estimators, args.budgets, args.budgets_of = ["L_xp", "L_xp@0.01"], [100], ["L_xp@0.01=41000,82000"]
+    args.skip, args.only, args.seed, args.draws, args.members, args.jobs = [], [], 1, 2, None, 1
+    args.system = "allen_cahn"
+    points = est.make_points(args, base, None)
+    got = {(p.tags["estimator"], p.tags["budget"], p.tags["seed"]): p.cfg.training.p for p in points}
+    assert got == {("L_xp", 100, 1): 0.04, ("L_xp", 100, 2): 0.04, ("L_xp@0.01", 41000, 1): 0.01,
+                   ("L_xp@0.01", 41000, 2): 0.01, ("L_xp@0.01", 82000, 1): 0.01, ("L_xp@0.01", 82000, 2): 0.01}
+    args.only = ["L_xp@0.01:8.2e4:2", "L_xp:100:1"]
+    assert {(p.tags["estimator"], p.tags["budget"], p.tags["seed"]) for p in est.make_points(args, base, None)} == {
+        ("L_xp@0.01", 82000, 2), ("L_xp", 100, 1)}
+    for bad in ("L_xp@2", "L_xp@x", "L_q"):
+        with pytest.raises(SystemExit):
+            est.estimator_p(bad, base)
+    old = {"config": "configs/lj800.yaml", "control": {"control": "surrogate"}, "lj800_measured": {"commit": "abc"},
+           "machine": {"cpus": 2}, "commit": "def", "date": "d"}
+    settings = est.system_settings(old)
+    assert settings["lj800"]["config"] == "configs/lj800.yaml"
+    assert settings["lj800"]["measured"] == [{"commit": "abc"}, {"machine": {"cpus": 2}, "commit": "def", "date": "d"}]
+    assert est.system_settings({"settings": settings}) == settings
