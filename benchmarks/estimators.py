@@ -144,7 +144,7 @@ def make_points(args, base, control) -> list[GridPoint]:
     order = sorted(((e, b) for e in args.estimators for b in budgets[e]),
                    key=lambda eb: (eb[1] < max(budgets[eb[0]]), eb[0] == "L_xp", -eb[1], eb[0]))
     seeds = [args.seed + d for d in range(args.draws)]
-    only = {(o.rsplit(":", 2)[0], int(float(o.rsplit(":", 2)[1])), int(o.rsplit(":", 2)[2])) for o in args.only}
+    only = {(e, int(float(b)), int(s)) for e, b, s in (o.rsplit(":", 2) for o in args.only)}
     return [GridPoint(point_name(e, b, s), point_config(base, e, b, s, control, args.members, args.jobs > 1),
                       args.system, tags={"estimator": e, "budget": b, "seed": s,
                                          "configs": b / estimator_p(e, base)})
@@ -162,7 +162,8 @@ def parts(points: list[GridPoint], jobs: int) -> list[list[GridPoint]]:
     return out
 
 
-def record(res, e_tol: float) -> dict:
+def record(res, e_tol: float, here: dict) -> dict:
+    """One point's record; ``here``: the machine, commit and date of this session."""
     m, tags = res.metrics, res.point.tags
     system = res.run.system
     return {"system": res.point.data, "n": system.n_coords // system.coords_per_unit, "estimator": tags["estimator"],
@@ -176,8 +177,7 @@ def record(res, e_tol: float) -> dict:
             "training_seconds": res.run.timings.get("dynamics"), "labelling_seconds": res.run.timings.get("label"),
             "wall_seconds": round(res.seconds, 1), "run_folder": str(res.run.out),
             # each session builds its own shared run (re-simulated, closure re-fitted): date and CPU name it
-            "measured": datetime.now(timezone.utc).date().isoformat(),
-            "cpu_capability": machine()["cpu_capability"]}
+            "measured": here["date"][:10], "cpu_capability": here["machine"]["cpu_capability"]}
 
 
 def add_evaluations_to_tol(records: list[dict]) -> list[dict]:
@@ -342,7 +342,7 @@ def main(argv: list[str] | None = None) -> None:
                              "measured": [*settings.get(args.system, {}).get("measured", []), here]}
     records = []
     for res in iter_grid(points, shared, args.work, progress=False, desc="estimators"):
-        records.append(record(res, args.e_tol))
+        records.append(record(res, args.e_tol, here))
         print({k: records[-1][k] for k in COLUMNS if k != "evaluations_to_tol"}, flush=True)
         both = add_evaluations_to_tol(keep + records)
         write_results(args.out, NAME, both, summary=summary(both), notes=notes, settings=settings)

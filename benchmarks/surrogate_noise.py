@@ -33,8 +33,8 @@ from macrodyn.model.steps import pick
 from macrodyn.run.closure import load_closure
 from macrodyn.run.pool import snapshot_pool
 from macrodyn.study import prepare_shared, shared_folder
-from macrodyn.study.advise import candidates, estimator_noise
-from macrodyn.training.control import slot_beta, slot_scale
+from macrodyn.study.advise import candidates, estimator_noise, surrogate_control
+from macrodyn.training.noise import exact_rates
 
 NAME = "surrogate_noise"
 SYSTEM = "allen_cahn"
@@ -61,19 +61,20 @@ def measure(cfg, work, n_configs: int, coarsens: list[int], draws: int) -> list[
     run = prepare_shared(cfg, shared_folder(work, SYSTEM))
     where = pick(snapshot_pool(run), n_configs, np.random.default_rng(cfg.seed), run.n_saved)
     x = np.asarray(ChunkedTable.open(run.store, "train").gather(K.TRAJ, where), dtype=np.float64)
-    system, ae = run.system, load_closure(run)
+    system = run.system
     f, force_s = seconds_per_config(system, x)
+    J, exact = exact_rates(load_closure(run), x, f)
     base = {"system": SYSTEM, "n": system.n_units, "force_seconds": force_s, "configs": len(x)}
     records = []
     for i, c in enumerate(coarsens):
         cfg_c = with_surrogate(cfg, c)
         surrogate = build_surrogate(cfg_c)
         s, sur_s = seconds_per_config(surrogate, x)
-        beta = slot_beta(*slot_scale(np.broadcast_to(np.arange(s.shape[1]), s.shape), f, s, 1))
-        explained = 1.0 - float(((f - beta[0] * s) ** 2).sum() / (f ** 2).sum())
+        control, beta = surrogate_control(surrogate, s, f)
+        explained = 1.0 - float(((f - control) ** 2).sum() / (f ** 2).sum())
         cands = [cd for cd in candidates(cfg_c, cfg.training.p, system.n_units)
                  if cd[0] != "L_z" and (cd[3] or i == 0)]  # plain L_x,p once
-        noise, _ = estimator_noise(ae, system, x, f, cands, draws, cfg.seed, surrogate)
+        noise = estimator_noise(J, exact, system, f, cands, draws, cfg.seed, control)
         for name, t, k, uses in cands:
             records.append({**base, "estimator": name, "p": t["p"], "units": k,
                             "surrogate": f"coarsen {c}" if uses else None, "relative_noise": noise[name],

@@ -90,10 +90,6 @@ def _run_stages(config: Optional[Path], out: Optional[str], quiet: bool, stages:
     with RunLock(path):
         from macrodyn.pipeline import Run, run_all
 
-        if cfg.threads:
-            import torch
-
-            torch.set_num_threads(cfg.threads)
         return run_all(Run.create(cfg, path, system, progress=not quiet), stages), path
 
 

@@ -180,21 +180,29 @@ def measure_noise(run: Run, cands: list[tuple[str, dict, int, bool]], draws: int
     lab = ChunkedTable.open(run.store, "labels").read()
     x = labelled_configs(run, lab)
     f = np.take_along_axis(lab[K.FORCES], np.argsort(lab[K.INDEX], 1), 1)  # coordinate order
-    return estimator_noise(load_closure(run), run.system, x, f, cands, draws, seed, surrogate)
-
-
-def estimator_noise(ae, system, x: np.ndarray, f: np.ndarray, cands: list[tuple[str, dict, int, bool]], draws: int,
-                    seed: int, surrogate=None) -> tuple[dict[str, float], int]:
-    """``({name: r²}, surrogate evaluations)`` of the candidates on configurations ``x`` ``(M, N)``
-    with all their forces ``f`` (coordinate order), through the closure ``ae``."""
-    J, exact = exact_rates(ae, x, f)
+    J, exact = exact_rates(load_closure(run), x, f)
     control, spent = None, 0
     if surrogate is not None and any(uses for *_, uses in cands):
         before = surrogate.counter.labels
         s = surrogate.forces(np.asarray(x, dtype=np.float64))
         spent = surrogate.counter.labels - before
-        sums = slot_scale(np.broadcast_to(np.arange(s.shape[1]), s.shape), f, s, surrogate.coords_per_unit)
-        control = SurrogateControl(surrogate, slot_beta(*sums)).scaled(s)  # β's limit with every force labelled
+        control, _ = surrogate_control(surrogate, s, f)
+    return estimator_noise(J, exact, run.system, f, cands, draws, seed, control), spent
+
+
+def surrogate_control(surrogate, s: np.ndarray, f: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(β s, β)``: the surrogate's forces ``s`` scaled per slot as the surrogate control scales
+    them, with ``β`` at its limit where every force ``f`` is labelled (both ``(M, N)``)."""
+    sums = slot_scale(np.broadcast_to(np.arange(s.shape[1]), s.shape), f, s, surrogate.coords_per_unit)
+    beta = slot_beta(*sums)
+    return SurrogateControl(surrogate, beta).scaled(s), beta
+
+
+def estimator_noise(J, exact, system, f: np.ndarray, cands: list[tuple[str, dict, int, bool]], draws: int,
+                    seed: int, control: np.ndarray | None = None) -> dict[str, float]:
+    """``{name: r²}`` of the candidates on configurations with encoder Jacobians ``J`` and exact
+    rates ``exact`` (:func:`exact_rates`) and all their forces ``f`` (coordinate order); the
+    candidates that use the surrogate subtract ``control`` (:func:`surrogate_control`)."""
     out = {}
     for name, _, k, uses in cands:
         if k == system.n_units:  # every force labelled: exact
@@ -203,7 +211,7 @@ def estimator_noise(ae, system, x: np.ndarray, f: np.ndarray, cands: list[tuple[
         c = control if uses else None
         mse = rate_noise(J, f, system.unit_coords, system.n_units, k, draws, np.random.default_rng(seed), c)
         out[name] = relative_noise(mse, exact)
-    return out, spent
+    return out
 
 
 def learning_curve(n: int, error: float, b: float) -> dict:

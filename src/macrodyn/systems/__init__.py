@@ -7,5 +7,5 @@ from macrodyn.systems.md import LennardJones
 from macrodyn.systems.predator_prey import PredatorPrey
 from macrodyn.systems.registry import SYSTEMS, build_system, register
 
-__all__ = ["AllenCahn", "CoarseAllenCahn", "ForceCounter", "MicroSystem", "PredatorPrey", "SYSTEMS", "build_system", "register",
-           "ASESystem", "LennardJones", "lj_energy", "lj_forces"]
+__all__ = ["AllenCahn", "CoarseAllenCahn", "ForceCounter", "MicroSystem", "PredatorPrey", "SYSTEMS", "build_system",
+           "register", "ASESystem", "LennardJones", "lj_energy", "lj_forces"]
