@@ -9,9 +9,10 @@ draws and interpolated log-log where the mean error crosses e_tol:
 - predator_prey: ``predator_prey_budget.json`` (L_z; L_x,p at p = 0.2 and 0.5), e_tol 2.5e-3;
 - lj800, lj6400: the force-budget study (``force_budget_study.json`` points with the draws of
   ``force_budget_draws.json``; L_z and L_x,p with 50 atoms), e_tol 3e-3;
-- allen_cahn: ``allen_cahn_study.json`` (one budget, 2.6e6: L_z and L_x,p at p = 0.04), e_tol
-  5e-3; only the comparison at that budget is measured, so an estimator within e_tol there
-  has ``measured_evaluations`` as an upper bound.
+- allen_cahn: L_z from ``allen_cahn_study.json`` (one budget, 2.6e6); L_x,p at p = 0.04 and
+  0.01 from ``estimators.json`` (both on one shared run, 3 draws per budget), e_tol 5e-3. An
+  estimator already within e_tol at its smallest budget has ``measured_evaluations`` as an
+  upper bound (``at most``).
 
 Where an estimator's mean error never reached e_tol within the budgets tried, its evaluations
 are extrapolated along the power law of its last (up to three) budgets, and marked so. The
@@ -20,7 +21,9 @@ final run labels each trajectory, which a pilot does not reach). Records: ``{sys
 recommended, measured_best, predicted_evaluations, measured_evaluations, pilot_evaluations}``:
 ``recommended`` is the advice among the estimators the studies measured (the choice they can
 check; ``recommended_overall`` is the advice among all candidates), ``predicted_evaluations``
-the prediction for ``measured_best``; per estimator ``predicted``/``measured`` and their ratio.
+the prediction for ``measured_best``; per estimator ``predicted``/``measured`` and their ratio;
+``measured``: the commit, date and CPU of the session that ran the record's pilot (systems are
+rerun one at a time with ``--system``).
 
     python benchmarks/advisor_validation.py [--system lj800 ...] [--work runs/advise]
     python benchmarks/advisor_validation.py --smoke [--out DIR]
@@ -32,12 +35,14 @@ import ast
 import math
 from collections import defaultdict
 from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from common import CONFIGS, RESULTS, need_results, parse, parser, print_table, read_results, tiny, write_results
+from common import (CONFIGS, RESULTS, commit, machine, need_results, parse, parser, print_table, read_results, tiny,
+                    write_results)
 from macrodyn import load_config
 from macrodyn.config import parse_config
 from macrodyn.study import load_study, point_config
@@ -71,9 +76,13 @@ def measured(system: str) -> tuple[dict[str, list[tuple[float, float]]], int]:
             if r["loss"] != "L_x":
                 cells[_name(r["loss"], r["p"])].append((r["force_evaluations"], r["rollout_rel_error"]))
         n = load_config(CONFIGS / "predator_prey.yaml").system.params.get("n", 100)
-    elif system == "allen_cahn":
+    elif system == "allen_cahn":  # L_z from the study; L_x,p at two p from the estimators' one shared run
         for r in need_results(RESULTS, "allen_cahn_study")["records"]:
-            cells[_name(r["loss"], r["p"])].append((r["force_evaluations"], r["rollout_rel_error"]))
+            if r["loss"] == "L_z":
+                cells["L_z"].append((r["force_evaluations"], r["rollout_rel_error"]))
+        for r in need_results(RESULTS, "estimators")["records"]:
+            if r["system"] == "allen_cahn" and "surrogate" not in r["estimator"]:
+                cells[xp_name(r["p"])].append((r["budget"], r["error_at_budget"]))
         n = 64 * 64
     else:
         n = int(system[2:])
@@ -149,19 +158,28 @@ def validate(system: str, work: Path, cfg=None, settings=None) -> dict:
             "per_estimator": per, "notes": advice.notes}
 
 
+def stamp(doc: dict) -> dict:
+    """Where and when a record was measured (the file's own fields describe only its last session)."""
+    return {"commit": doc.get("commit"), "date": doc.get("date"),
+            "cpu_capability": doc.get("machine", {}).get("cpu_capability")}
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = parser(__doc__, work="runs/advise")
     ap.add_argument("--system", action="append", choices=sorted(SETTINGS), help="only these (repeatable)")
     args = parse(ap, argv)
     if args.analyse_only:
         return print_table(need_results(args.out, "advisor_validation")["records"], COLUMNS)
+    here = stamp({"commit": commit(), "machine": machine(),
+                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
     if args.smoke:
         cfg = tiny(load_config(CONFIGS / "predator_prey.yaml"), n_train=20)
-        records = [validate("predator_prey", args.work, cfg, (1e9, 20_000, 20))]
+        records = [{**validate("predator_prey", args.work, cfg, (1e9, 20_000, 20)), "measured": here}]
         return write_results(args.out, "advisor_validation", records)
-    old = {r["system"]: r for r in (read_results(args.out, "advisor_validation") or {}).get("records", [])}
+    prev = read_results(args.out, "advisor_validation") or {}
+    old = {r["system"]: {"measured": stamp(prev), **r} for r in prev.get("records", [])}  # older files: their own
     for system in args.system or list(SETTINGS):
-        old[system] = validate(system, args.work)
+        old[system] = {**validate(system, args.work), "measured": here}
         print(yaml.safe_dump({k: old[system][k] for k in COLUMNS}), flush=True)
         write_results(args.out, "advisor_validation", list(old.values()))
     print_table(list(old.values()), COLUMNS)

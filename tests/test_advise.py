@@ -5,11 +5,14 @@ import math
 import pytest
 import yaml
 
+from macrodyn import Run
 from macrodyn.cli import entry
 from macrodyn.config import load_config, parse_config
 from macrodyn.errors import InputError
-from macrodyn.study.advise import (Advice, Candidate, advise, candidates, configs_to_tol, pilot_points,
+from macrodyn.run.pool import snapshot_pool
+from macrodyn.study.advise import (EXACT, Advice, Candidate, advise, candidates, configs_to_tol, pilot_points,
                                    recommended_config)
+from tests.test_allen_cahn_pipeline import TINY as AC
 
 RUN = {"name": "tiny", "threads": 1,
        "system": {"name": "predator_prey", "params": {"n": 8}},
@@ -103,3 +106,33 @@ def test_two_exact_pilots_fit_the_exponent():
     assert c["b"] == pytest.approx(0.5) and c["a"] == pytest.approx(0.5)
     flat = fitted_curve({"configs": 10, "error": 0.1}, {"configs": 100, "error": 0.2})  # rising: clipped
     assert flat["b"] == 0.25
+
+
+@pytest.mark.slow
+def test_exact_labels_spend_the_rest_of_the_pilot_on_two_cheapest_xp_runs(tmp_path):
+    # Allen–Cahn's free energy: f = -∇E/h² lies in the span of the encoder's gradients, so every
+    # L_x,p label is exact and the advice rests on the learning curve alone
+    d = json.loads(json.dumps(AC))
+    d["data"]["n_train_trajectories"] = 12
+    cfg = parse_config(d)
+    budget = 81_920  # the L_z pilot: 0.025 · budget / 256 = 8 configurations
+    advice = advise(cfg, tmp_path / "adv", 1e-3, budget=budget, steps=20, progress=False)
+    z, small, big = advice.pilot
+    assert [r["loss"] for r in advice.pilot] == ["L_z", "L_xp", "L_xp"] and z["configs"] == 8
+    plain = [c for c in advice.candidates if c.name != "L_z"]
+    assert all(c.noise < EXACT for c in plain)
+    cheapest = min(plain, key=lambda c: c.units)
+    assert small["p"] == big["p"] == cheapest.training["p"] and cheapest.units == 4
+    pool = len(snapshot_pool(Run.open(tmp_path / "adv" / "shared")))
+    total = min(int(0.025 * budget) // 4, pool)  # half the pilot at 4 units per configuration, within the pool
+    assert (small["configs"], big["configs"]) == (total // 4, total - total // 4)
+    assert advice.pilot_evaluations <= 0.05 * budget
+    # e(n) = a n^-b through the two L_x,p pilots, solved for e_tol in closed form
+    b = min(max(math.log(small["error"] / big["error"]) / math.log(big["configs"] / small["configs"]), 0.25), 2.0)
+    a = big["error"] * big["configs"] ** b
+    e_tol = 0.5 * big["error"]
+    advice = advise(cfg, tmp_path / "adv", e_tol, budget=budget, steps=20, progress=False)  # pilot read back
+    for c in advice.candidates:
+        assert c.configs == pytest.approx(math.ceil((a / e_tol) ** (1 / b)), rel=1e-6, abs=1)
+        assert c.evaluations == c.configs * c.units
+    assert advice.recommended.name == cheapest.name and "exact" in advice.notes[0]

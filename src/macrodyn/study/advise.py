@@ -1,8 +1,7 @@
 """``macrodyn advise``: which loss, labelled fraction and control a system needs, and how many
 force evaluations, predicted from a pilot that spends a few percent of the budget.
 
-The pilot is two small runs on the config's own trajectories and closure, each spending half
-of it:
+The pilot is small runs on the config's own trajectories and closure, half of it on each of:
 
 - L_z on ``m`` fully labelled configurations: the error of exact labels, ``e_z(m)``, which
   sets ``a`` in ``e_z(n) = a n^-b`` (how many states the model must see). The exponent ``b``
@@ -11,6 +10,8 @@ of it:
   predator–prey and Lennard–Jones; ``b = 1`` is the default (``exponent``);
 - L_x,p (the config's ``p``) on as many evaluations: how much error label noise adds on this
   system and model.
+
+The L_z run comes first: its labels decide what the second half is spent on (below).
 
 The noise of every candidate estimator (L_x,p at several ``p``, with the surrogate control
 where one is configured) is measured exactly on the L_z run's labels, which hold every
@@ -24,6 +25,15 @@ configurations is predicted as
 with ``A`` from the L_x,p pilot (its measured error against ``e_z`` at its size). A candidate
 needs the ``n`` where ``e(n) = e_tol``, that is ``n`` times its evaluations per configuration;
 the recommendation is the candidate that needs the fewest (within 10 %, the least noisy).
+
+Where the config's L_x,p labels are exact (``r²`` below :data:`EXACT`: the forces lie in the
+span of the encoder's gradients, as on Allen–Cahn), label noise adds nothing and only the
+learning curve matters. The second half of the pilot then goes to two L_x,p runs at the
+cheapest exact ``p`` (the most configurations per evaluation), on a quarter and three quarters
+of the configurations it buys, and ``b`` is fitted through those two: the L_z run's few
+configurations sit where the error has not yet settled onto its power law, and an exponent
+fitted from there under-predicted how fast the error falls (on Allen–Cahn).
+
 Two extrapolations carry the prediction: ``e_z``'s power law beyond the pilot's sizes, and the
 ``1/n`` law of the noise. ``docs/choosing.md`` shows how well they held on the shipped systems.
 """
@@ -42,7 +52,7 @@ from macrodyn.errors import InputError
 from macrodyn.io import save_json
 from macrodyn.run import Run
 from macrodyn.run.closure import load_closure
-from macrodyn.run.pool import labelled_configs
+from macrodyn.run.pool import labelled_configs, snapshot_pool
 from macrodyn.study.grid import GridPoint, fit_steps, run_grid, steps_per_epoch
 from macrodyn.systems.registry import build_system
 from macrodyn.training.control import SurrogateControl, slot_beta, slot_scale
@@ -140,19 +150,40 @@ def pilot_points(cfg: RunConfig, budget: int, fraction: float, p: float, members
     # capped by the training pool; where that is known only after simulating (data.min_observable),
     # by the L_z pilot's evaluations instead
     m_xp = min(int(SHARE * spend // k), training_pool_size(cfg) or m * n_units // k)
-    if steps is None:  # a full run's epochs over the largest pilot set
-        steps = cfg.training.epochs * steps_per_epoch(cfg.training.model_dump(), m_xp)
-    runs = [("L_z", 1.0, m, n_units), ("L_xp", p, m_xp, k)]
-    points = []
-    for loss, pp, n, units in runs:
-        d = cfg.model_dump()
-        d["name"] = f"{cfg.name}_pilot_{loss}_c{n}"
-        d["training"].update({"loss": loss, "p": pp, "budget": n * units, "members": members, "control": "none",
-                              "labelling": "fixed"})
-        fit_steps(d["training"], n, steps)
-        points.append(GridPoint(f"pilot_{loss}_c{n}", parse_config(d, "advise pilot"),
-                                tags={"loss": loss, "p": pp, "configs": n}))
-    return points
+    steps = steps or pilot_steps(cfg, m_xp)
+    return [_pilot(cfg, "L_z", 1.0, m, n_units, members, steps), _pilot(cfg, "L_xp", p, m_xp, k, members, steps)]
+
+
+def exact_pilot_points(cfg: RunConfig, budget: int, fraction: float, q: float, members: int, steps: int | None,
+                       n_units: int, pool: int) -> list[GridPoint]:
+    """The second half of the pilot where L_x,p's labels are exact: two L_x,p runs at ``q`` on a
+    quarter and three quarters of the configurations that half buys (at most the ``pool`` of
+    training snapshots; see the module doc)."""
+    k = make_loss("L_xp", q).units(n_units)
+    total = min(int(SHARE * fraction * budget // k), pool)
+    small = total // 4
+    if small < MIN_CONFIGS:
+        raise InputError(f"the exact-label pilot at p = {q:g} buys {total} configurations ({k} units each), too few "
+                         f"for two runs of at least {MIN_CONFIGS}; raise --budget or --pilot-fraction.")
+    steps = steps or pilot_steps(cfg, total - small)
+    return [_pilot(cfg, "L_xp", q, n, k, members, steps, f"L_xp_p{q:.4g}_c{n}") for n in (small, total - small)]
+
+
+def pilot_steps(cfg: RunConfig, n_configs: int) -> int:
+    """A full run's epochs over the largest pilot set: the optimiser steps of every pilot run."""
+    return cfg.training.epochs * steps_per_epoch(cfg.training.model_dump(), n_configs)
+
+
+def _pilot(cfg: RunConfig, loss: str, p: float, n: int, units: int, members: int, steps: int,
+           tag: str | None = None) -> GridPoint:
+    """One pilot run, named ``pilot_<tag>``: ``loss`` at ``p`` on ``n`` configurations of ``units`` evaluations each."""
+    tag = tag or f"{loss}_c{n}"
+    d = cfg.model_dump()
+    d["name"] = f"{cfg.name}_pilot_{tag}"
+    d["training"].update({"loss": loss, "p": p, "budget": n * units, "members": members, "control": "none",
+                          "labelling": "fixed"})
+    fit_steps(d["training"], n, steps)
+    return GridPoint(f"pilot_{tag}", parse_config(d, "advise pilot"), tags={"loss": loss, "p": p, "configs": n})
 
 
 def candidates(cfg: RunConfig, p: float, n_units: int) -> list[tuple[str, dict, int, bool]]:
@@ -251,25 +282,32 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
     partial = make_loss(cfg.training.loss, cfg.training.p).units(n_units) < n_units
     p = p or (cfg.training.p if partial else 0.1)
     members = members or min(cfg.training.members, 2)
-    points = pilot_points(cfg, budget, fraction, p, members, steps, n_units)
-    results = run_grid(points, cfg, out, progress=progress, desc="advise pilot")
+    z_point, xp_point = pilot_points(cfg, budget, fraction, p, members, steps, n_units)
+    results = run_grid([z_point], cfg, out, progress=progress, desc="advise pilot")
+    cands = candidates(cfg, p, n_units)
+    surrogate = build_surrogate(cfg) if cfg.training.surrogate is not None else None
+    noise, surrogate_evals = measure_noise(results[0].run, cands, draws, cfg.seed, surrogate)
+    r_xp = noise[xp_name(p)]
+    notes = []
+    if r_xp < EXACT:  # label noise adds nothing: spend the rest on the learning curve
+        q = min(((k, t["p"]) for name, t, k, uses in cands if k < n_units and not uses and noise[name] < EXACT))[1]
+        pool = len(snapshot_pool(results[0].shared))
+        results += run_grid(exact_pilot_points(cfg, budget, fraction, q, members, steps, n_units, pool), cfg, out,
+                            progress=progress, desc="advise pilot")
+    else:
+        results += run_grid([xp_point], cfg, out, progress=progress, desc="advise pilot")
     pilot = [{"name": r.point.name, "loss": r.point.tags["loss"], "p": r.point.tags["p"],
               "configs": r.point.tags["configs"], "evaluations": r.metrics["force_evaluations"],
               "error": r.metrics["rollout_rel_error"], "members": r.metrics["n_members"],
               "seconds": round(r.seconds, 1)} for r in results]
-    run_z = results[0].run
-    cands = candidates(cfg, p, n_units)
-    surrogate = build_surrogate(cfg) if cfg.training.surrogate is not None else None
-    noise, surrogate_evals = measure_noise(run_z, cands, draws, cfg.seed, surrogate)
-    xp = pilot[1]
-    r_xp = noise[xp_name(p)]
-    notes = []
-    if r_xp < EXACT:  # the L_x,p pilot's labels are exact too: a second point of the same law
-        curve = fitted_curve(pilot[0], xp)
+    if r_xp < EXACT:
+        curve = fitted_curve(*pilot[1:])
         scale = 0.0
         notes.append(f"L_x,p's labels are exact here (noise r² = {r_xp:.1e}: the forces lie in the span of the "
-                     f"encoder's gradients); b = {curve['b']:.2f} is fitted through both pilots instead of assumed")
+                     f"encoder's gradients); b = {curve['b']:.2f} is fitted through two L_x,p pilots at p = {q:g} "
+                     f"({pilot[1]['configs']} and {pilot[2]['configs']} configurations) instead of assumed")
     else:
+        xp = pilot[1]
         curve = learning_curve(pilot[0]["configs"], pilot[0]["error"], exponent)
         ez = curve["a"] * xp["configs"] ** (-curve["b"])
         scale = max(0.0, xp["error"] ** 2 - ez ** 2) * xp["configs"] / r_xp
