@@ -36,3 +36,18 @@ def test_rollout_score_of_a_still_model_is_the_constant_prediction_error(tmp_pat
 def test_select_loss_gives_no_score(tmp_path):
     run = Run.create(parse_config(TINY), tmp_path / "run", progress=False)
     assert selection_score(run, None) is None
+
+
+@pytest.mark.slow
+def test_metrics_say_when_early_stopping_ended_a_fit(tmp_path):
+    from macrodyn import run_all
+    from macrodyn.io import load_torch
+
+    t = {**TINY["training"], "select": "rollout", "select_every": 1, "stop_patience": 3, "epochs": 40, "members": 2}
+    run = Run.create(parse_config({**TINY, "training": t}), tmp_path / "run", progress=False)
+    m = run_all(run)
+    hists = [load_torch(run.member_path(k))["history"] for k in range(2)]
+    assert m["epochs_run_members"] == [len(h["train"]) for h in hists]
+    assert m["best_epoch_members"] == [h["best_epoch"] for h in hists]
+    for ran, best in zip(m["epochs_run_members"], m["best_epoch_members"]):
+        assert ran < 40 and ran - 1 - best == 3  # stopped 3 epochs after its best score, well before 40

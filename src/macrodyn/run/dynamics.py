@@ -118,6 +118,20 @@ def surrogate_record(run: Run) -> dict:
             "surrogate_seconds": rec.get("surrogate_seconds")}
 
 
+def member_histories(run: Run, n_members: int) -> list[dict]:
+    """The training history each member's checkpoint holds (:func:`macrodyn.training.dynamics.fit_dynamics`)."""
+    return [load_torch(run.member_path(m))["history"] for m in range(n_members)]
+
+
+def training_record(run: Run, n_members: int) -> dict:
+    """``{epochs_run_members, best_epoch_members}``: per member, the epochs its fit ran (fewer than
+    ``training.epochs`` when early stopping ended it) and the epoch whose state it kept (None in
+    checkpoints from before these were stored)."""
+    hists = member_histories(run, n_members)
+    return {"epochs_run_members": [h.get("epochs_run") for h in hists],
+            "best_epoch_members": [h.get("best_epoch") for h in hists]}
+
+
 def selection_score(run: Run, ae: ClosureAutoencoder):
     """``training.select: rollout``: the rollout error on training trajectories (no forces), else None."""
     n = select_trajectories(run.cfg.training)

@@ -12,7 +12,7 @@ from macrodyn.data.validate import units_in
 from macrodyn.dynamics import StandardizedField
 from macrodyn.io import save_json
 from macrodyn.model import steps as S
-from macrodyn.run.dynamics import surrogate_record
+from macrodyn.run.dynamics import surrogate_record, training_record
 from macrodyn.run.folder import Run
 from macrodyn.run.simulate import simulation_force_evaluations
 
@@ -46,6 +46,7 @@ def evaluate_stage(run: Run, ae: ClosureAutoencoder, fields: list[StandardizedFi
         **surrogate_record(run),  # training.control: surrogate: the cheap system's evaluations, apart from the budget
         **error_summary(errs),
         "n_members": len(fields),
+        **training_record(run, len(fields)),
         "n_test_trajectories": test.n_rows,
         "seed": run.cfg.seed,
         "stage_seconds": run.stage_seconds(),

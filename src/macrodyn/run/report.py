@@ -14,6 +14,7 @@ from macrodyn.evaluation.plots import (plot_error_histogram, plot_error_over_tim
 from macrodyn.evaluation.rollout import rollout
 from macrodyn.io import load_torch, save_text
 from macrodyn.model import steps as S
+from macrodyn.run.dynamics import member_histories
 from macrodyn.run.folder import Run
 
 
@@ -48,8 +49,8 @@ def report_stage(run: Run, ae: ClosureAutoencoder, fields: list[StandardizedFiel
     err[~mask.numpy()] = np.nan  # times the metric leaves out (data.min_observable)
     plot_error_over_time(times.numpy(), err, figs / "error_over_time.png")
     plot_error_histogram(errs.mean(axis=0), figs / "error_histogram.png")
-    hists = [load_torch(run.member_path(m))["history"] for m in range(len(fields))]
-    plot_training_curves(hists, load_torch(run.closure_path)["history"], figs / "training.png")
+    plot_training_curves(member_histories(run, len(fields)), load_torch(run.closure_path)["history"],
+                         figs / "training.png")
     extra = getattr(run.system, "report_figures", None)
     extra_md = extra(figs, traj) if extra else ""
     save_text(report_markdown(run, metrics, labels) + "\n" + extra_md + "\n", run.out / "report.md")
