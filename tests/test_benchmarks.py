@@ -196,3 +196,23 @@ def test_estimator_grid_selects_points_and_keeps_other_systems_settings(monkeypa
     assert settings["lj800"]["config"] == "configs/lj800.yaml"
     assert settings["lj800"]["measured"] == [{"commit": "abc"}, {"machine": {"cpus": 2}, "commit": "def", "date": "d"}]
     assert est.system_settings({"settings": settings}) == settings
+
+
+def test_estimator_independent_starts_drop_the_shared_microstate(monkeypatch):
+    """benchmarks/estimators.py ``--system lj800_independent``: the LJ-800 configs without the shared
+    placement and velocity pattern (base and surrogate alike), so every run draws its own."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    est = importlib.import_module("estimators")
+    from macrodyn import load_config
+    from macrodyn.systems import build_system
+
+    base = load_config(ROOT / "configs" / "lj800.yaml")
+    sur = load_config(ROOT / "configs" / "lj800_surrogate.yaml")
+    assert base.system.params["placement_seed"] is not None  # the shared-start config has them
+    fresh, fresh_sur = (est.with_starts(c, "lj800_independent") for c in (base, sur))
+    for c in (fresh, fresh_sur):
+        assert c.system.params.get("placement_seed") is None and c.system.params.get("velocity_seed") is None
+        assert build_system(c.system.name, c.system.params).placement_seed is None
+    assert est.control_settings(fresh, fresh_sur)["control"] == "surrogate"  # still differ in the control only
+    assert est.with_starts(base, "lj800") is base and est.starts("lj800") == "shared"
+    assert est.starts("lj800_independent") == "independent" and fresh.name != base.name
