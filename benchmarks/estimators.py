@@ -10,9 +10,10 @@ docs/choosing.md): which one reaches e_tol with the fewest expensive force evalu
 
 ``--system lj800`` (default; e_tol 3e-3, the force-budget study's), ``--system
 lj800_independent`` (the same configs with independent microscopic starts: every run draws its
-own placement and velocities; e_tol 1.5e-2, since no model of T0 gets below 1.15e-2 there) or
-``--system allen_cahn`` (configs/allen_cahn.yaml, 64²; e_tol 5e-3, the advisor validation's). ``--budgets-of EST=B,B``
-gives an estimator its own budgets (e.g. L_xp@P at equal configurations to L_xp); ``--only
+own placement and velocities; e_tol 1.5e-2, since no model of T0 gets below 1.15e-2 there),
+``--system allen_cahn`` (configs/allen_cahn.yaml, 64²; e_tol 5e-3, the advisor validation's) or
+``--system allen_cahn_fixed_epochs`` (the same without early stopping: every fit runs all its
+epochs and keeps its best-scored state). ``--budgets-of EST=B,B`` gives an estimator its own budgets (e.g. L_xp@P at equal configurations to L_xp); ``--only
 EST:BUDGET:SEED ...`` runs just those points of the grid.
 
 Each (estimator, budget) is trained for the draws ``seed, seed + 1, ...`` (run seeds): as in the
@@ -69,9 +70,12 @@ NAME = "estimators"
 #: model of T0 gets below 1.15e-2 (lj800_floor.json), so its e_tol is 1.5e-2, 1.3x that floor
 SYSTEMS = {"lj800": ("lj800.yaml", "lj800_surrogate.yaml", 3.0e-3),
            "lj800_independent": ("lj800.yaml", "lj800_surrogate.yaml", 1.5e-2),
-           "allen_cahn": ("allen_cahn.yaml", None, 5.0e-3)}
-#: systems whose runs start from independent microstates: the configs less these parameters
-INDEPENDENT = {"lj800_independent": ("placement_seed", "velocity_seed")}
+           "allen_cahn": ("allen_cahn.yaml", None, 5.0e-3),
+           "allen_cahn_fixed_epochs": ("allen_cahn.yaml", None, 5.0e-3)}
+#: --system variants of their configs: a name suffix and the changes per config section
+#: (independent starts: no shared placement or velocities; fixed epochs: no early stopping)
+VARIANTS = {"lj800_independent": ("independent", {"system.params": {"placement_seed": None, "velocity_seed": None}}),
+            "allen_cahn_fixed_epochs": ("fixed_epochs", {"training": {"stop_patience": None}})}
 BUDGETS = [500_000, 1_000_000]
 ESTIMATORS = ["L_xp", "L_xp+surrogate"]
 #: training fields that make the surrogate estimator (taken from --surrogate-config)
@@ -112,18 +116,21 @@ def estimator_p(estimator: str, base) -> float:
 
 def starts(system: str) -> str:
     """How the runs of a ``--system`` start: ``shared`` microstate or ``independent`` ones."""
-    return "independent" if system in INDEPENDENT else "shared"
+    return "independent" if system == "lj800_independent" else "shared"
 
 
-def with_starts(cfg, system: str):
-    """``cfg`` as ``--system`` runs it: without the shared placement and velocities where its runs
-    start independently (every run then draws its own)."""
-    if system not in INDEPENDENT:
+def variant(cfg, system: str):
+    """``cfg`` as ``--system`` runs it (:data:`VARIANTS`)."""
+    if system not in VARIANTS:
         return cfg
+    suffix, changes = VARIANTS[system]
     d = cfg.model_dump()
-    for k in INDEPENDENT[system]:
-        d["system"]["params"].pop(k, None)
-    d["name"] = f"{cfg.name}_independent"
+    for path, values in changes.items():
+        node = d
+        for part in path.split("."):
+            node = node[part]
+        node.update(values)
+    d["name"] = f"{cfg.name}_{suffix}"
     return parse_config(d, f"{system} config")
 
 
@@ -327,8 +334,8 @@ def main(argv: list[str] | None = None) -> None:
         args.surrogate_config = str(CONFIGS / surrogate_config)
     args.e_tol = e_tol if args.e_tol is None else args.e_tol
     shrink = (lambda c: tiny(c, snapshots=20)) if args.smoke else (lambda c: c)  # smoke: a tiny system
-    base = with_starts(shrink(load_config(args.config)), args.system)
-    sur = with_starts(shrink(load_config(args.surrogate_config)), args.system) if args.surrogate_config else None
+    base = variant(shrink(load_config(args.config)), args.system)
+    sur = variant(shrink(load_config(args.surrogate_config)), args.system) if args.surrogate_config else None
     if args.smoke:
         system = build_system(base.system.name, base.system.params)
         n = system.n_coords // system.coords_per_unit

@@ -209,10 +209,14 @@ def test_estimator_independent_starts_drop_the_shared_microstate(monkeypatch):
     base = load_config(ROOT / "configs" / "lj800.yaml")
     sur = load_config(ROOT / "configs" / "lj800_surrogate.yaml")
     assert base.system.params["placement_seed"] is not None  # the shared-start config has them
-    fresh, fresh_sur = (est.with_starts(c, "lj800_independent") for c in (base, sur))
+    fresh, fresh_sur = (est.variant(c, "lj800_independent") for c in (base, sur))
     for c in (fresh, fresh_sur):
         assert c.system.params.get("placement_seed") is None and c.system.params.get("velocity_seed") is None
         assert build_system(c.system.name, c.system.params).placement_seed is None
     assert est.control_settings(fresh, fresh_sur)["control"] == "surrogate"  # still differ in the control only
-    assert est.with_starts(base, "lj800") is base and est.starts("lj800") == "shared"
+    assert est.variant(base, "lj800") is base and est.starts("lj800") == "shared"
     assert est.starts("lj800_independent") == "independent" and fresh.name != base.name
+    ac = load_config(ROOT / "configs" / "allen_cahn.yaml")
+    fixed = est.variant(ac, "allen_cahn_fixed_epochs")  # no early stopping, all else equal
+    assert ac.training.stop_patience and fixed.training.stop_patience is None
+    assert fixed.model_dump(exclude={"name", "training"}) == ac.model_dump(exclude={"name", "training"})
