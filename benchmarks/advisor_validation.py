@@ -35,13 +35,12 @@ import ast
 import math
 from collections import defaultdict
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import yaml
 
-from common import (CONFIGS, RESULTS, commit, machine, need_results, parse, parser, print_table, read_results, tiny,
+from common import (CONFIGS, RESULTS, need_results, parse, parser, print_table, read_results, session, tiny,
                     write_results)
 from macrodyn import load_config
 from macrodyn.config import parse_config
@@ -170,8 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse(ap, argv)
     if args.analyse_only:
         return print_table(need_results(args.out, "advisor_validation")["records"], COLUMNS)
-    here = stamp({"commit": commit(), "machine": machine(),
-                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    here = stamp(session())
     if args.smoke:
         cfg = tiny(load_config(CONFIGS / "predator_prey.yaml"), n_train=20)
         records = [{**validate("predator_prey", args.work, cfg, (1e9, 20_000, 20)), "measured": here}]

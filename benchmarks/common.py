@@ -104,12 +104,17 @@ def need_results(out: Path, name: str) -> dict:
     return doc
 
 
+def session() -> dict:
+    """``{machine, commit, date}``: where and when this process measures."""
+    return {"machine": machine(), "commit": commit(),
+            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
+
+
 def write_results(out: Path, name: str, records: list[dict], **extra) -> Path:
     """Write ``OUT/NAME.json`` = ``{records, machine, commit, date, **extra}``."""
     path = results_path(out, name)
     path.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"records": records, "machine": machine(), "commit": commit(),
-           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), **extra}
+    doc = {"records": records, **session(), **extra}
     path.write_text(json.dumps(doc, indent=2) + "\n")
     return path
 

@@ -13,8 +13,9 @@ lj800_independent`` (the same configs with independent microscopic starts: every
 own placement and velocities; e_tol 1.5e-2, since no model of T0 gets below 1.15e-2 there),
 ``--system allen_cahn`` (configs/allen_cahn.yaml, 64²; e_tol 5e-3, the advisor validation's) or
 ``--system allen_cahn_fixed_epochs`` (the same without early stopping: every fit runs all its
-epochs and keeps its best-scored state). ``--budgets-of EST=B,B`` gives an estimator its own budgets (e.g. L_xp@P at equal configurations to L_xp); ``--only
-EST:BUDGET:SEED ...`` runs just those points of the grid.
+epochs and keeps its best-scored state). ``--budgets-of EST=B,B`` gives an estimator its own
+budgets (e.g. L_xp@P at equal configurations to L_xp); ``--only EST:BUDGET:SEED ...`` runs just
+those points of the grid.
 
 Each (estimator, budget) is trained for the draws ``seed, seed + 1, ...`` (run seeds): as in the
 force-budget study's draws (``macrodyn.study.point_config(..., seed=)``), every point sits on the
@@ -50,12 +51,11 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from common import (CONFIGS, RESULTS, commit, machine, need_results, parse, parser, print_table, read_results, tiny,
+from common import (CONFIGS, RESULTS, need_results, parse, parser, print_table, read_results, session, tiny,
                     write_results)
 from macrodyn import load_config
 from macrodyn.config import parse_config
@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> None:
     keep = [r for r in old.get("records", [])
             if r["system"] != args.system or (r["estimator"], r["budget"], r["seed"]) not in mine]
     settings = system_settings(old)
-    here = {"machine": machine(), "commit": commit(), "date": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    here = session()
     settings[args.system] = {"config": str(args.config), "surrogate_config": args.surrogate_config,
                              "control": control, "jobs": args.jobs, "e_tol": args.e_tol,
                              "shared_run": str(shared_folder(args.work, args.system)),

@@ -288,8 +288,9 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
     surrogate = build_surrogate(cfg) if cfg.training.surrogate is not None else None
     noise, surrogate_evals = measure_noise(results[0].run, cands, draws, cfg.seed, surrogate)
     r_xp = noise[xp_name(p)]
+    exact = r_xp < EXACT  # label noise adds nothing: the rest of the pilot goes to the learning curve
     notes = []
-    if r_xp < EXACT:  # label noise adds nothing: spend the rest on the learning curve
+    if exact:
         q = min(((k, t["p"]) for name, t, k, uses in cands if k < n_units and not uses and noise[name] < EXACT))[1]
         pool = len(snapshot_pool(results[0].shared))
         results += run_grid(exact_pilot_points(cfg, budget, fraction, q, members, steps, n_units, pool), cfg, out,
@@ -300,7 +301,7 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
               "configs": r.point.tags["configs"], "evaluations": r.metrics["force_evaluations"],
               "error": r.metrics["rollout_rel_error"], "members": r.metrics["n_members"],
               "seconds": round(r.seconds, 1)} for r in results]
-    if r_xp < EXACT:
+    if exact:
         curve = fitted_curve(*pilot[1:])
         scale = 0.0
         notes.append(f"L_x,p's labels are exact here (noise r² = {r_xp:.1e}: the forces lie in the span of the "
