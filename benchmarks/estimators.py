@@ -11,6 +11,8 @@ docs/choosing.md): which one reaches e_tol with the fewest expensive force evalu
 ``--system lj800`` (default; e_tol 3e-3, the force-budget study's), ``--system
 lj800_independent`` (the same configs with independent microscopic starts: every run draws its
 own placement and velocities; e_tol 1.5e-2, since no model of T0 gets below 1.15e-2 there),
+``--system lj800_invariant`` (those independent starts with a closure of invariant pair
+descriptors, ``closure.input: descriptors``, and 4 closure variables; the same e_tol),
 ``--system allen_cahn`` (configs/allen_cahn.yaml, 64²; e_tol 5e-3, the advisor validation's) or
 ``--system allen_cahn_fixed_epochs`` (the same without early stopping: every fit runs all its
 epochs and keeps its best-scored state). ``--budgets-of EST=B,B`` gives an estimator its own
@@ -70,11 +72,18 @@ NAME = "estimators"
 #: model of T0 gets below 1.15e-2 (lj800_floor.json), so its e_tol is 1.5e-2, 1.3x that floor
 SYSTEMS = {"lj800": ("lj800.yaml", "lj800_surrogate.yaml", 3.0e-3),
            "lj800_independent": ("lj800.yaml", "lj800_surrogate.yaml", 1.5e-2),
+           "lj800_invariant": ("lj800.yaml", "lj800_surrogate.yaml", 1.5e-2),
            "allen_cahn": ("allen_cahn.yaml", None, 5.0e-3),
            "allen_cahn_fixed_epochs": ("allen_cahn.yaml", None, 5.0e-3)}
 #: --system variants of their configs: a name suffix and the changes per config section
 #: (independent starts: no shared placement or velocities; fixed epochs: no early stopping)
-VARIANTS = {"lj800_independent": ("independent", {"system.params": {"placement_seed": None, "velocity_seed": None}}),
+INDEPENDENT = {"system.params": {"placement_seed": None, "velocity_seed": None}}
+#: lj800_invariant: independent starts with a closure of invariant pair descriptors (closure.input:
+#: descriptors, 8 radial functions per family, so 24 descriptors) and 4 closure variables: an offline
+#: probe on these trajectories rolled out best with 2-4 principal components of the descriptors
+INVARIANT_CLOSURE = {"input": "descriptors", "descriptor_basis": 8, "dim": 4, "epochs": 30}
+VARIANTS = {"lj800_independent": ("independent", INDEPENDENT),
+            "lj800_invariant": ("invariant", {**INDEPENDENT, "closure": INVARIANT_CLOSURE}),
             "allen_cahn_fixed_epochs": ("fixed_epochs", {"training": {"stop_patience": None}})}
 BUDGETS = [500_000, 1_000_000]
 ESTIMATORS = ["L_xp", "L_xp+surrogate"]
@@ -116,7 +125,7 @@ def estimator_p(estimator: str, base) -> float:
 
 def starts(system: str) -> str:
     """How the runs of a ``--system`` start: ``shared`` microstate or ``independent`` ones."""
-    return "independent" if system == "lj800_independent" else "shared"
+    return "independent" if system in ("lj800_independent", "lj800_invariant") else "shared"
 
 
 def variant(cfg, system: str):

@@ -9,7 +9,7 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "macrodyn"
 OPTION_NAMES = {"L_z", "L_x", "L_xp", "uniform", "importance", "fixed", "on_demand", "snapshots", "surrogate",
-                "rollout", "plateau", "cosine", "onsager", "mlp", "gfinn"}
+                "rollout", "plateau", "cosine", "onsager", "mlp", "gfinn", "coordinates", "descriptors"}
 
 
 def test_layers_contract():

@@ -147,6 +147,11 @@ class ClosureConfig(_Strict):
                                          description="rows per batch used for the κ penalty (None: all)")
     observable_scale: Float = Field(1.0, gt=0)
     max_configs: StrictInt | None = Field(None, gt=0, le=MAX_COUNT, description="subsample the training snapshots")
+    input: Literal["coordinates", "descriptors"] = Field(
+        "coordinates", description="what the encoder reads: the coordinates, or the system's invariant "
+        "descriptors (Lennard–Jones: pair descriptors, for runs that each start from their own placement)")
+    descriptor_basis: StrictInt = Field(8, gt=0, le=MAX_WIDTH, description="radial basis functions per "
+                                        "descriptor family (closure.input: descriptors)")
 
 
 class ModelConfig(_Strict):
@@ -468,7 +473,8 @@ def check_scheduler(address: str, timeout: float | None = None) -> None:
 
 
 def check_closure_dim(cfg: RunConfig, system: MicroSystem) -> None:
-    """``closure.dim`` must leave room below ``N`` minus the system's given observables."""
+    """``closure.dim`` must leave room below ``N`` minus the system's given observables (and, for
+    ``closure.input: descriptors``, be at most the number of descriptors the system gives)."""
     try:
         n, d_obs = system.n_coords, system.observable().dim
     except NotImplementedError:  # no default observable: the closure stage will say so
@@ -476,6 +482,12 @@ def check_closure_dim(cfg: RunConfig, system: MicroSystem) -> None:
     if not cfg.closure.dim < n - d_obs:
         raise InputError(f"closure.dim = {cfg.closure.dim} is too large: with {d_obs} given observable(s) and "
                          f"N = {n} coordinates it must be < {n - d_obs}.")
+    if cfg.closure.input == "descriptors":  # the system must offer them, and they bound the closure's width
+        m = system.descriptors(cfg.closure.descriptor_basis).dim
+        if not 0 < cfg.closure.dim <= m:
+            raise InputError(f"closure.dim = {cfg.closure.dim} with closure.input: descriptors must lie in [1, {m}] "
+                             f"(the {m} descriptors {system.name} gives for closure.descriptor_basis = "
+                             f"{cfg.closure.descriptor_basis}); change closure.dim or closure.descriptor_basis.")
 
 
 def configs_bought(t: TrainingConfig, n_units: int) -> tuple[int, int]:

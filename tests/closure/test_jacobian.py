@@ -87,3 +87,52 @@ def test_jacobian_products_equal_the_full_jacobian():
         if closure_dim:
             Jc = J[:, 2:]  # the closure's rows (the given observables come first)
             torch.testing.assert_close(ae.closure_gram(x), Jc @ Jc.transpose(1, 2), rtol=1e-10, atol=1e-12)
+
+
+def _descriptor_closure():
+    from macrodyn.closure.autoencoder import DescriptorClosure
+    from macrodyn.observables import Temperature
+    from macrodyn.systems.descriptors import PairDescriptors
+
+    n = 64
+    box = (n / 0.8) ** (1 / 3)
+    ae = DescriptorClosure(Temperature(n), PairDescriptors(n, box, 1.9, n_basis=4), 6 * n, 3, hidden=(16, 16))
+    gen = torch.Generator().manual_seed(7)
+    x = torch.cat([torch.rand(5, n, 3, dtype=torch.float64, generator=gen) * box,
+                   torch.randn(5, n, 3, dtype=torch.float64, generator=gen)], 2).reshape(5, -1)
+    ae.fit_scaling(ae.inputs_of(x))
+    return ae.double(), x, gen
+
+
+def test_descriptor_closure_products_equal_its_full_jacobian():
+    """The factored Jacobian (encoder · exact descriptor Jacobian) equals one formed by autograd."""
+    ae, x, gen = _descriptor_closure()
+    idx = torch.stack([torch.randperm(x.shape[1], generator=gen)[:9] for _ in range(len(x))])
+    c = torch.randn(x.shape, dtype=torch.float64, generator=gen)
+    J = batch_jacobian(ae, x)  # reverse passes through the descriptors' autograd
+    assert J.shape == (5, 4, x.shape[1])
+    gram, cols, jc = ae.jacobian_products(x, idx, c)
+    torch.testing.assert_close(gram, J @ J.transpose(1, 2), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(cols, torch.gather(J, 2, idx.unsqueeze(1).expand(-1, 4, -1)), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(jc, (J @ c.unsqueeze(-1)).squeeze(-1), rtol=1e-10, atol=1e-12)
+    z, jv = ae.jvp(x, c)
+    torch.testing.assert_close(z, ae(x))
+    torch.testing.assert_close(jv, jc, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ae.jacobian(x), J, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(ae.closure_gram(x), J[:, 1:] @ J[:, 1:].transpose(1, 2), rtol=1e-10, atol=1e-12)
+    h = 1e-6  # and against finite differences of the encoder itself
+    e = torch.zeros_like(x)
+    e[:, 20] = h
+    torch.testing.assert_close(J[:, :, 20], (ae(x + e) - ae(x - e)) / (2 * h), rtol=1e-5, atol=1e-8)
+
+
+def test_descriptor_closure_trains_with_the_condition_penalty():
+    from macrodyn.training.closure import fit_closure
+
+    ae, x, _ = _descriptor_closure()
+    ae.float()
+    hist = fit_closure(ae, x.float().repeat(8, 1), epochs=3, batch_size=8, lr=1e-3, weight_decay=0.0,
+                       cond_weight=1e-3, closure_only=True, cond_batch=4, progress=False)
+    assert all(map(torch.isfinite, map(torch.tensor, hist["loss"])))
+    assert hist["kappa"][-1] >= 1.0
+    assert ae.x_mean.shape == (12,) and ae.decode(ae(x.float())).shape == (5, 12)  # reconstructs descriptors

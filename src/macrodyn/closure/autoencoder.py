@@ -49,12 +49,32 @@ class ClosureAutoencoder(nn.Module):
         the given observables' dynamics depend on.
         """
         self.x_mean.copy_(x.mean(0))
+        per_coordinate = per_coordinate or self.per_input_scale
         std = x.std(0) if per_coordinate else (x - x.mean(0)).pow(2).mean().sqrt().expand(x.shape[1])
         self.x_std.copy_(std.clamp_min(1e-6 * float(std.max()) + 1e-30))
 
+    #: scale every encoder input by its own std in :meth:`fit_scaling` (inputs in different units)
+    per_input_scale = False
+
+    @property
+    def n_inputs(self) -> int:
+        """Width of the encoder's input (``N`` here: the coordinates themselves)."""
+        return self.n_coords
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads and the decoder reconstructs, before standardising: ``x`` itself."""
+        return x
+
+    def inputs_of(self, x: torch.Tensor, rows: int = 256) -> torch.Tensor:
+        """:meth:`inputs` of a whole training set ``(M, N)``, ``rows`` at a time."""
+        return x
+
+    def standardize(self, inputs: torch.Tensor) -> torch.Tensor:
+        return (inputs - self.x_mean) / self.x_std
+
     def closure(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, N) -> (B, closure_dim)``."""
-        return self.encoder((x - self.x_mean) / self.x_std)
+        return self.encoder(self.standardize(self.inputs(x)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Encode: ``(B, N) -> (B, d)``, given observables first."""
@@ -72,6 +92,7 @@ class ClosureAutoencoder(nn.Module):
     def closure_factors(self, x: torch.Tensor, *, differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """``(A, W)`` with ``∇φ̂(x) = A W``: ``W = W₁ / x_std`` ``(H, N)``, the encoder's input layer
         (linear in ``x``), and ``A`` ``(B, d − d*, H)`` the Jacobian of the rest of the encoder.
+        (:class:`DescriptorClosure`: ``W`` is per configuration, ``(B, M, N)``.)
 
         Why: a configuration's closure Jacobian then costs one small ``H``-wide Jacobian instead
         of ``d − d*`` passes through the ``N × H`` input layer, and ``J Jᵀ`` needs only ``W Wᵀ``
@@ -85,7 +106,7 @@ class ClosureAutoencoder(nn.Module):
     def closure_gram(self, x: torch.Tensor, *, differentiable: bool = False) -> torch.Tensor:
         """``J Jᵀ`` of the closure variables alone, ``(B, d − d*, d − d*)`` (:meth:`closure_factors`)."""
         A, W = self.closure_factors(x, differentiable=differentiable)
-        return A @ (W @ W.T) @ A.transpose(1, 2)
+        return A @ (W @ W.transpose(-1, -2)) @ A.transpose(1, 2)
 
     def jacobian_products(self, x: torch.Tensor, idx: torch.Tensor, c: torch.Tensor | None = None
                           ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
@@ -105,14 +126,79 @@ class ClosureAutoencoder(nn.Module):
         if not self.closure_dim:
             return gram, cols, jc
         A, W = self.closure_factors(x)
-        cross = A @ (rows @ W.T).transpose(1, 2)  # (B, d − d*, d*): closure rows · observable rows
+        Wt = W.transpose(-1, -2)
+        cross = A @ (rows @ Wt).transpose(1, 2)  # (B, d − d*, d*): closure rows · observable rows
         gram = torch.cat([torch.cat([gram, cross.transpose(1, 2)], 2),
-                          torch.cat([cross, A @ (W @ W.T) @ A.transpose(1, 2)], 2)], 1)
-        cols = torch.cat([cols, A @ W.T[idx].transpose(1, 2)], 1)  # W[:, idx] per row: (B, H, k)
+                          torch.cat([cross, A @ (W @ Wt) @ A.transpose(1, 2)], 2)], 1)
+        Wb = W.expand(len(idx), -1, -1)  # a view when W is shared by the batch
+        cols = torch.cat([cols, A @ torch.gather(Wb, 2, idx.unsqueeze(1).expand(-1, Wb.shape[1], -1))], 1)
         if c is not None:
-            jc = torch.cat([jc, (A @ (c @ W.T).unsqueeze(-1)).squeeze(-1)], 1)
+            jc = torch.cat([jc, (A @ (W @ c.unsqueeze(-1))).squeeze(-1)], 1)
         return gram, cols, jc
+
+    def jvp(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(φ(x), J v)``: one forward-mode product per configuration."""
+        return torch.func.jvp(self, (x,), (v,))
 
     def jacobian(self, x: torch.Tensor, closure_only: bool = False) -> torch.Tensor:
         """``J = ∇φ(x)``, ``(B, N) -> (B, d, N)`` (``(B, closure_dim, N)`` if ``closure_only``)."""
         return batch_jacobian(self.closure if closure_only else self.forward, x, differentiable=True)
+
+
+class DescriptorClosure(ClosureAutoencoder):
+    """A closure that reads invariant descriptors ``D(x)`` ``(B, M)`` instead of the coordinates:
+    ``φ̂(x) = encoder(D(x))``, and the decoder reconstructs ``D(x)``, not ``x``.
+
+    Why: with raw coordinates the encoder can only separate microstates by which atom is where,
+    which carries no meaning when every run starts from its own random placement; descriptors that
+    ignore atom labels (:class:`macrodyn.systems.descriptors.PairDescriptors`) keep only the state.
+    The closure Jacobian factors as ``(A W₁ / std) ∂D/∂x`` with the descriptors' own exact
+    Jacobian, ``(B, M, N)``, so nothing ``(B, H, N)``-sized is formed.
+
+    Args:
+        descriptors: a module ``(B, N) -> (B, M)`` with a ``jacobian(x) -> (B, M, N)`` method.
+        The rest as :class:`ClosureAutoencoder`.
+    """
+
+    per_input_scale = True  # descriptors come in different units
+
+    def __init__(self, observable: Observable, descriptors, n_coords: int, closure_dim: int,
+                 hidden: tuple[int, ...] = (32, 32), observable_scale: float = 1.0):
+        if not 0 < closure_dim <= descriptors.dim:
+            raise ValueError(f"closure_dim must be in [1, {descriptors.dim}] (the number of descriptors); "
+                             f"got {closure_dim}")
+        super().__init__(observable, n_coords, closure_dim, hidden, observable_scale)
+        self.descriptors = descriptors
+        self.encoder = mlp(descriptors.dim, hidden, closure_dim, "softplus", xavier=True)
+        self.decoder = mlp(self.dim, tuple(reversed(hidden)), descriptors.dim, "softplus", xavier=True)
+        self.x_mean = torch.zeros(descriptors.dim)
+        self.x_std = torch.ones(descriptors.dim)
+
+    @property
+    def n_inputs(self) -> int:
+        return self.descriptors.dim
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        return self.descriptors(x)
+
+    def inputs_of(self, x: torch.Tensor, rows: int = 256) -> torch.Tensor:
+        with torch.no_grad():
+            return torch.cat([self.descriptors(x[s:s + rows]) for s in range(0, len(x), rows)])
+
+    def closure_factors(self, x: torch.Tensor, *, differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        first = self.encoder[0]
+        vals, dx = self.descriptors.values_and_jacobian(x.detach())
+        h = first(self.standardize(vals.to(first.weight.dtype)))
+        A = batch_jacobian(self.encoder[1:], h, differentiable=differentiable)
+        return A @ (first.weight / self.x_std), dx.to(first.weight.dtype)
+
+    def jvp(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zs, js = torch.func.jvp(self.observable, (x,), (v,))
+        A, W = self.closure_factors(x)
+        return self(x), torch.cat([js, (A @ (W @ v.unsqueeze(-1))).squeeze(-1)], 1)
+
+    def jacobian(self, x: torch.Tensor, closure_only: bool = False) -> torch.Tensor:
+        A, W = self.closure_factors(x, differentiable=True)
+        if closure_only:
+            return A @ W
+        return torch.cat([batch_jacobian(self.observable, x, differentiable=True), A @ W], 1)

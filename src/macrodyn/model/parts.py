@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from macrodyn.closure.autoencoder import ClosureAutoencoder
+from macrodyn.closure.autoencoder import ClosureAutoencoder, DescriptorClosure
 from macrodyn.config import ClosureConfig, ModelConfig, RunConfig, TrainingConfig, configs_bought, build_surrogate
 from macrodyn.dynamics import GFINN, MLPField, OnsagerNet, StandardizedField
 from macrodyn.errors import InputError
@@ -38,6 +38,9 @@ def stream_rng(seed: int, stream: str, *extra: int) -> np.random.Generator:
 
 
 def make_closure(c: ClosureConfig, system: MicroSystem) -> ClosureAutoencoder:
+    if c.input == "descriptors":
+        return DescriptorClosure(system.observable(), system.descriptors(c.descriptor_basis), system.n_coords,
+                                 c.dim, tuple(c.hidden), c.observable_scale)
     return ClosureAutoencoder(system.observable(), system.n_coords, c.dim, tuple(c.hidden), c.observable_scale)
 
 

@@ -74,7 +74,7 @@ def train_closure(cfg: RunConfig, system: MicroSystem, x: np.ndarray, progress: 
     ae = make_closure(c, system)
     hist = fit_closure(ae, x, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
                        cond_weight=c.cond_weight, closure_only=closure_only(c), cond_batch=c.cond_batch,
-                       input_lr_scale=min(1.0, c.input_lr_coords / x.shape[1]) if c.input_lr_coords else 1.0,
+                       input_lr_scale=min(1.0, c.input_lr_coords / ae.n_inputs) if c.input_lr_coords else 1.0,
                        seed=cfg.seed, progress=progress)
     return ae, hist
 

@@ -187,6 +187,13 @@ class MicroSystem(ABC):
         """The given macroscopic observable ``φ*`` (a :class:`macrodyn.observables.Observable`)."""
         raise NotImplementedError(f"{self.name} defines no default observable; pass one explicitly.")
 
+    def descriptors(self, n_basis: int = 8):
+        """Invariant descriptors ``(B, N) -> (B, M)`` for ``closure.input: descriptors``: a module with
+        ``dim`` and ``values_and_jacobian(x) -> ((B, M), (B, M, N))`` (see :mod:`macrodyn.systems.descriptors`)."""
+        raise InputError(f"system {self.name!r} defines no invariant descriptors, so closure.input: descriptors "
+                         "cannot be used with it. Set closure.input: coordinates, or give the system a "
+                         "descriptors() method (docs: bringing your own system).")
+
     def trajectories(self, x0: np.ndarray, n_steps: int, save_every: int = 1, *,
                      progress: bool = True) -> np.ndarray:
         """Integrate ``dx/dt = f(x)`` with classical RK4 at step ``self.dt``.

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from macrodyn.errors import InputError
 from macrodyn.systems.base import MicroSystem, validated_params
 from macrodyn.observables.temperature import Temperature
+from macrodyn.systems.descriptors import PairDescriptors
 from macrodyn.systems.lammps_engine import lammps_trajectories
 from macrodyn.systems.lj import lj_forces
 
@@ -293,6 +294,9 @@ class LennardJones(MDSystem):
 
     def observable(self):
         return Temperature(self.n_atoms)
+
+    def descriptors(self, n_basis: int = 8):
+        return PairDescriptors(self.n_atoms, self.box, self.cutoff, n_basis)
 
     # ----------------------------------------------------------- trajectories
     def trajectories(self, x0, n_steps, save_every=1, *, progress=True):

@@ -17,13 +17,14 @@ def closure_loss(ae: ClosureAutoencoder, x: torch.Tensor, cond_weight: float, cl
     """``(L_AE, reconstruction, mean κ)`` for a batch ``x`` ``(B, N)``.
 
     The reconstruction error is ``mean((ψ(φ(x)) − x)² / x_std²)``, computed in standardised
-    coordinates ``(x − x_mean) / x_std``. ``prepared``: the batch's standardised coordinates and
-    given observables, computed once for the whole training set (:func:`fit_closure`: at 51 200
-    atoms the elementwise passes over ``(B, N)`` cost more than the layers); ``x`` then needs only
-    its first ``cond_batch`` rows, the ones the penalty's Jacobians are taken at (rows are
-    shuffled, and per-sample Jacobians dominate the penalty's cost).
+    coordinates ``(x − x_mean) / x_std``, where ``x`` is what the encoder reads
+    (:meth:`ClosureAutoencoder.inputs`: the coordinates, or descriptors of them). ``prepared``: the
+    batch's standardised inputs and given observables, computed once for the whole training set
+    (:func:`fit_closure`: at 51 200 atoms the elementwise passes over ``(B, N)`` cost more than the
+    layers); ``x`` then needs only its first ``cond_batch`` rows, the ones the penalty's Jacobians
+    are taken at (rows are shuffled, and per-sample Jacobians dominate the penalty's cost).
     """
-    xs, zs = prepared if prepared is not None else ((x - ae.x_mean) / ae.x_std, ae.observable(x))
+    xs, zs = prepared if prepared is not None else (ae.standardize(ae.inputs(x)), ae.observable(x))
     d = [zs * ae.observable_scale]
     if ae.closure_dim:
         d.append(ae.encoder(xs))
@@ -51,9 +52,10 @@ def fit_closure(ae: ClosureAutoencoder, x: np.ndarray, *, epochs: int, batch_siz
     """
     gen = torch.Generator().manual_seed(seed)
     xt = torch.as_tensor(x, dtype=torch.float32)
-    ae.fit_scaling(xt)
+    xin = ae.inputs_of(xt, PREPARE_ROWS)
+    ae.fit_scaling(xin)
     with torch.no_grad():  # once, not per batch (closure_loss)
-        xs = torch.cat([(xt[s:s + PREPARE_ROWS] - ae.x_mean) / ae.x_std for s in range(0, len(xt), PREPARE_ROWS)])
+        xs = torch.cat([ae.standardize(xin[s:s + PREPARE_ROWS]) for s in range(0, len(xin), PREPARE_ROWS)])
         zs = torch.cat([ae.observable(xt[s:s + PREPARE_ROWS]) for s in range(0, len(xt), PREPARE_ROWS)])
     # closure.dim 0 has no encoder (the given observables are the whole state): one group
     first = ae.encoder[0].weight if ae.encoder is not None else None

@@ -78,7 +78,7 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
             xb = torch.as_tensor(x[s:s + batch], dtype=torch.float64)
             fb = torch.take_along_dim(torch.as_tensor(f[s:s + batch], dtype=torch.float64),
                                       torch.as_tensor(np.argsort(idx[s:s + batch], axis=1)), 1)
-            z, jf = torch.func.jvp(ae64, (xb,), (fb,))
+            z, jf = ae64.jvp(xb, fb)
             out[K.Z].append(z)
             out[K.JF].append(jf)
         ae.float()
