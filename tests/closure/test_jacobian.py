@@ -136,3 +136,22 @@ def test_descriptor_closure_trains_with_the_condition_penalty():
     assert all(map(torch.isfinite, map(torch.tensor, hist["loss"])))
     assert hist["kappa"][-1] >= 1.0
     assert ae.x_mean.shape == (12,) and ae.decode(ae(x.float())).shape == (5, 12)  # reconstructs descriptors
+
+
+def test_descriptor_closure_features_of_l_z_and_l_x_agree():
+    """With every coordinate labelled, L_z's forward-mode J f and L_x's factored J f are the same."""
+    import copy
+
+    import numpy as np
+
+    from macrodyn import keys as K
+    from macrodyn.training.features import compute_features
+
+    ae, x, gen = _descriptor_closure()
+    f = torch.randn(x.shape, dtype=torch.float64, generator=gen).numpy()
+    idx = np.broadcast_to(np.arange(x.shape[1]), x.shape).copy()
+    # each on its own copy: compute_features leaves the closure in float32 (its buffers rounded)
+    lz = compute_features(copy.deepcopy(ae), x.numpy(), idx, f, rows=False, dtype=torch.float64)
+    lx = compute_features(copy.deepcopy(ae), x.numpy(), idx, f, dtype=torch.float64)
+    torch.testing.assert_close(lz[K.JF], lx[K.JF], rtol=1e-9, atol=1e-11)
+    torch.testing.assert_close(lz[K.Z], lx[K.Z])
