@@ -156,7 +156,8 @@ class DescriptorClosure(ClosureAutoencoder):
     Jacobian, ``(B, M, N)``, so nothing ``(B, H, N)``-sized is formed.
 
     Args:
-        descriptors: a module ``(B, N) -> (B, M)`` with a ``jacobian(x) -> (B, M, N)`` method.
+        descriptors: a module ``(B, N) -> (B, M)`` with ``dim`` and
+            ``values_and_jacobian(x) -> ((B, M), (B, M, N))``.
         The rest as :class:`ClosureAutoencoder`.
     """
 
@@ -195,7 +196,7 @@ class DescriptorClosure(ClosureAutoencoder):
     def jvp(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         zs, js = torch.func.jvp(self.observable, (x,), (v,))
         A, W = self.closure_factors(x)
-        return self(x), torch.cat([js, (A @ (W @ v.unsqueeze(-1))).squeeze(-1)], 1)
+        return torch.cat([zs, self.closure(x)], 1), torch.cat([js, (A @ (W @ v.unsqueeze(-1))).squeeze(-1)], 1)
 
     def jacobian(self, x: torch.Tensor, closure_only: bool = False) -> torch.Tensor:
         A, W = self.closure_factors(x, differentiable=True)

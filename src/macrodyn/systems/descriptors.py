@@ -1,10 +1,11 @@
-"""Pair descriptors of an MD state: smooth radial counts and their rates, averaged over atoms.
+"""Pair descriptors of an MD state: smooth radial counts, their rates and accelerations, per atom.
 
 Why: a closure learned on raw coordinates can only tell runs apart by *which* atom sits where.
 When every run starts from its own random placement, that is noise, and such a closure learns
 the training runs' placements instead of their state (docs: LJ-800, independent starts). These
-descriptors are invariant under permuting atoms and under translating or rotating the box
-contents, so two microstates with the same structure and kinetics give the same numbers.
+descriptors do not change when atoms are relabelled, when the box contents are translated (or
+mapped by a symmetry of the cube) or when all atoms share a drift velocity, so two microstates
+with the same structure and kinetics give the same numbers.
 
 For radial basis functions ``b_k(r) = exp(−((r − μ_k)/w)²) f_c(r)``, with ``f_c`` a cosine
 cutoff that goes smoothly to zero at ``r_c``, and ``n`` atoms:
