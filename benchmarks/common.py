@@ -17,8 +17,10 @@ import datetime as _dt
 import json
 import os
 import platform
+import statistics
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -102,6 +104,16 @@ def need_results(out: Path, name: str) -> dict:
     if doc is None:
         raise SystemExit(f"--analyse-only: {results_path(out, name)} does not exist; run the measurement first.")
     return doc
+
+
+def median_time(fn, repeats: int) -> float:
+    """Median wall seconds of ``repeats`` calls of ``fn()``."""
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
 
 
 def session() -> dict:

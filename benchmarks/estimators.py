@@ -123,9 +123,11 @@ def estimator_p(estimator: str, base) -> float:
     return p
 
 
-def starts(system: str) -> str:
-    """How the runs of a ``--system`` start: ``shared`` microstate or ``independent`` ones."""
-    return "independent" if system in ("lj800_independent", "lj800_invariant") else "shared"
+def starts(cfg) -> str:
+    """How a run's trajectories start: ``independent`` microstates when its MD system draws a fresh
+    placement per run (``placement_seed: null``), else ``shared``."""
+    params = cfg.system.params
+    return "independent" if "placement_seed" in params and params["placement_seed"] is None else "shared"
 
 
 def variant(cfg, system: str):
@@ -214,7 +216,7 @@ def record(res, e_tol: float, here: dict) -> dict:
             "evaluations_to_tol": None,  # filled in by add_evaluations_to_tol
             "surrogate_seconds": m.get("surrogate_seconds"),
             "surrogate_force_evaluations": m.get("surrogate_force_evaluations", 0), "e_tol": e_tol,
-            "starts": starts(res.point.data), "force_evaluations": m["force_evaluations"], "n_configs": m["n_configs"],
+            "starts": starts(res.run.cfg), "force_evaluations": m["force_evaluations"], "n_configs": m["n_configs"],
             "p": res.run.cfg.training.p, "error_members": m["rollout_rel_error_members"], "n_members": m["n_members"],
             "error_max_trajectory": m["rollout_rel_error_max_trajectory"],
             "training_seconds": res.run.timings.get("dynamics"), "labelling_seconds": res.run.timings.get("label"),

@@ -24,12 +24,10 @@ Usage::
 from __future__ import annotations
 
 import os
-import statistics
-import time
 
 import numpy as np
 
-from common import need_results, parse, parser, print_table, write_results
+from common import median_time, need_results, parse, parser, print_table, write_results
 from macrodyn.systems.lammps_engine import LammpsLJ, lammps_available
 from macrodyn.systems.lj import lj_forces
 
@@ -45,15 +43,6 @@ def configuration(n_atoms: int, density: float, rng: np.random.Generator) -> tup
     pos = (g + 0.5) * (box / k) + 0.1 * rng.standard_normal((n_atoms, 3))
     pos += box * rng.integers(-1, 2, size=pos.shape)
     return pos, box
-
-
-def median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def cpu_model() -> str:

@@ -214,9 +214,10 @@ def test_estimator_independent_starts_drop_the_shared_microstate(monkeypatch):
         assert c.system.params.get("placement_seed") is None and c.system.params.get("velocity_seed") is None
         assert build_system(c.system.name, c.system.params).placement_seed is None
     assert est.control_settings(fresh, fresh_sur)["control"] == "surrogate"  # still differ in the control only
-    assert est.variant(base, "lj800") is base and est.starts("lj800") == "shared"
-    assert est.starts("lj800_independent") == "independent" and fresh.name != base.name
+    assert est.variant(base, "lj800") is base and est.starts(base) == "shared"
+    assert est.starts(fresh) == "independent" and fresh.name != base.name
+    assert est.starts(est.variant(base, "lj800_invariant")) == "independent"
     ac = load_config(ROOT / "configs" / "allen_cahn.yaml")
     fixed = est.variant(ac, "allen_cahn_fixed_epochs")  # no early stopping, all else equal
-    assert ac.training.stop_patience and fixed.training.stop_patience is None
+    assert ac.training.stop_patience and fixed.training.stop_patience is None and est.starts(ac) == "shared"
     assert fixed.model_dump(exclude={"name", "training"}) == ac.model_dump(exclude={"name", "training"})

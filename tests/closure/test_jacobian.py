@@ -84,6 +84,7 @@ def test_jacobian_products_equal_the_full_jacobian():
         torch.testing.assert_close(torch.linalg.solve(gram, cols).transpose(1, 2), pinv_rows(J, idx),
                                    rtol=1e-8, atol=1e-10)
         assert ae.jacobian_products(x, idx)[2] is None
+        torch.testing.assert_close(ae.encode_and_products(x, idx, c)[0], ae(x), rtol=0, atol=0)
         if closure_dim:
             Jc = J[:, 2:]  # the closure's rows (the given observables come first)
             torch.testing.assert_close(ae.closure_gram(x), Jc @ Jc.transpose(1, 2), rtol=1e-10, atol=1e-12)
@@ -117,6 +118,8 @@ def test_descriptor_closure_products_equal_its_full_jacobian():
     torch.testing.assert_close(jc, (J @ c.unsqueeze(-1)).squeeze(-1), rtol=1e-10, atol=1e-12)
     z, jv = ae.jvp(x, c)
     torch.testing.assert_close(z, ae(x))
+    for got, want in zip(ae.encode_and_products(x, idx, c), (z, gram, cols, jc)):  # one pass over the descriptors
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
     torch.testing.assert_close(jv, jc, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ae.jacobian(x), J, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(ae.closure_gram(x), J[:, 1:] @ J[:, 1:].transpose(1, 2), rtol=1e-10, atol=1e-12)

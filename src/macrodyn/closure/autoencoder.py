@@ -119,13 +119,25 @@ class ClosureAutoencoder(nn.Module):
         Returns:
             ``(B, d, d)``, ``(B, d, k)`` and ``(B, d)`` (or None).
         """
+        return self._products(x, idx, c, *(self.closure_factors(x) if self.closure_dim else (None, None)))
+
+    def encode_and_products(self, x: torch.Tensor, idx: torch.Tensor, c: torch.Tensor | None = None
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(φ(x), J Jᵀ, J_I, J c)``: :meth:`jacobian_products` and the encoding, sharing what both need
+        (a :class:`DescriptorClosure` evaluates its descriptors once)."""
+        z, A, W = self._encode_factors(x)
+        return (z, *self._products(x, idx, c, A, W))
+
+    def _encode_factors(self, x: torch.Tensor):
+        return (self(x), *(self.closure_factors(x) if self.closure_dim else (None, None)))
+
+    def _products(self, x, idx, c, A, W):
         rows = batch_jacobian(self.observable, x)  # (B, d*, N)
         gram = rows @ rows.transpose(1, 2)
         cols = torch.gather(rows, 2, idx.unsqueeze(1).expand(-1, rows.shape[1], -1))
         jc = None if c is None else (rows @ c.unsqueeze(-1)).squeeze(-1)
-        if not self.closure_dim:
+        if A is None:
             return gram, cols, jc
-        A, W = self.closure_factors(x)
         Wt = W.transpose(-1, -2)
         cross = A @ (rows @ Wt).transpose(1, 2)  # (B, d − d*, d*): closure rows · observable rows
         gram = torch.cat([torch.cat([gram, cross.transpose(1, 2)], 2),
@@ -187,16 +199,25 @@ class DescriptorClosure(ClosureAutoencoder):
             return torch.cat([self.descriptors(x[s:s + rows]) for s in range(0, len(x), rows)])
 
     def closure_factors(self, x: torch.Tensor, *, differentiable: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._factors(x, differentiable)[:2]
+
+    def _factors(self, x: torch.Tensor, differentiable: bool = False):
+        """``(A, W, h)``: :meth:`closure_factors` and the input layer's output ``h``, from one pass
+        over the descriptors (the closure variables are ``encoder[1:](h)``)."""
         first = self.encoder[0]
         vals, dx = self.descriptors.values_and_jacobian(x.detach())
         h = first(self.standardize(vals.to(first.weight.dtype)))
         A = batch_jacobian(self.encoder[1:], h, differentiable=differentiable)
-        return A @ (first.weight / self.x_std), dx.to(first.weight.dtype)
+        return A @ (first.weight / self.x_std), dx.to(first.weight.dtype), h
+
+    def _encode_factors(self, x: torch.Tensor):
+        A, W, h = self._factors(x)
+        return torch.cat([self.observable(x), self.encoder[1:](h)], 1), A, W
 
     def jvp(self, x: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        zs, js = torch.func.jvp(self.observable, (x,), (v,))
-        A, W = self.closure_factors(x)
-        return torch.cat([zs, self.closure(x)], 1), torch.cat([js, (A @ (W @ v.unsqueeze(-1))).squeeze(-1)], 1)
+        z, A, W = self._encode_factors(x)
+        js = torch.func.jvp(self.observable, (x,), (v,))[1]
+        return z, torch.cat([js, (A @ (W @ v.unsqueeze(-1))).squeeze(-1)], 1)
 
     def jacobian(self, x: torch.Tensor, closure_only: bool = False) -> torch.Tensor:
         A, W = self.closure_factors(x, differentiable=True)

@@ -95,7 +95,7 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
         ib = torch.as_tensor(idx[s:s + batch])
         fb = torch.as_tensor(f[s:s + batch], dtype=torch.float64)
         cb = None if control is None else torch.as_tensor(control[s:s + batch], dtype=torch.float64)
-        gram, JI, jc = ae64.jacobian_products(xb, ib, cb)
+        z, gram, JI, jc = ae64.encode_and_products(xb, ib, cb)
         P = torch.linalg.solve(gram, JI).transpose(1, 2)  # rows I of J⁺ (closure/jacobian.py: pinv_rows)
         if control is not None:  # fit the residual f − c; J c is exact (training/control.py)
             fb = fb - torch.gather(cb, 1, ib)
@@ -105,7 +105,7 @@ def compute_features(ae: ClosureAutoencoder, x: np.ndarray, idx: np.ndarray, f: 
             out[K.FORCES].append(fb)
         if w is not None:  # Horvitz–Thompson: f_i / π_i = f_i · w_i N/k
             fb = fb * torch.as_tensor(w[s:s + batch], dtype=torch.float64)
-        out[K.Z].append(ae64(xb))
+        out[K.Z].append(z)
         out[K.PINV_ROWS].append(P)
         # Σ_{i∈I} J_{:,i} f_i scaled by N/k is an unbiased estimate of J f
         out[K.JF_ESTIMATE].append(jc + (JI @ fb.unsqueeze(-1)).squeeze(-1) * (n / ib.shape[1]))
