@@ -13,6 +13,8 @@ lj800_independent`` (the same configs with independent microscopic starts: every
 own placement and velocities; e_tol 1.5e-2, since no model of T0 gets below 1.15e-2 there),
 ``--system lj800_invariant`` (those independent starts with a closure of invariant pair
 descriptors, ``closure.input: descriptors``, and 4 closure variables; the same e_tol),
+``--system lj800_energy`` (the same with the pair energy's descriptors added,
+``closure.descriptor_energy``),
 ``--system allen_cahn`` (configs/allen_cahn.yaml, 64²; e_tol 5e-3, the advisor validation's) or
 ``--system allen_cahn_fixed_epochs`` (the same without early stopping: every fit runs all its
 epochs and keeps its best-scored state). ``--budgets-of EST=B,B`` gives an estimator its own
@@ -73,6 +75,7 @@ NAME = "estimators"
 SYSTEMS = {"lj800": ("lj800.yaml", "lj800_surrogate.yaml", 3.0e-3),
            "lj800_independent": ("lj800.yaml", "lj800_surrogate.yaml", 1.5e-2),
            "lj800_invariant": ("lj800.yaml", "lj800_surrogate.yaml", 1.5e-2),
+           "lj800_energy": ("lj800.yaml", "lj800_surrogate.yaml", 1.5e-2),
            "allen_cahn": ("allen_cahn.yaml", None, 5.0e-3),
            "allen_cahn_fixed_epochs": ("allen_cahn.yaml", None, 5.0e-3)}
 #: --system variants of their configs: a name suffix and the changes per config section
@@ -82,8 +85,11 @@ INDEPENDENT = {"system.params": {"placement_seed": None, "velocity_seed": None}}
 #: descriptors, 8 radial functions per family, so 24 descriptors) and 4 closure variables: an offline
 #: probe on these trajectories rolled out best with 2-4 principal components of the descriptors
 INVARIANT_CLOSURE = {"input": "descriptors", "descriptor_basis": 8, "dim": 4, "epochs": 30}
+#: lj800_energy: the same with the pair energy's family added (closure.descriptor_energy, 27
+#: descriptors): an offline probe rolled out (T, U, dU/dt) alone as well as the best of the 24
 VARIANTS = {"lj800_independent": ("independent", INDEPENDENT),
             "lj800_invariant": ("invariant", {**INDEPENDENT, "closure": INVARIANT_CLOSURE}),
+            "lj800_energy": ("energy", {**INDEPENDENT, "closure": {**INVARIANT_CLOSURE, "descriptor_energy": True}}),
             "allen_cahn_fixed_epochs": ("fixed_epochs", {"training": {"stop_patience": None}})}
 BUDGETS = [500_000, 1_000_000]
 ESTIMATORS = ["L_xp", "L_xp+surrogate"]

@@ -6,10 +6,12 @@ import torch
 
 from macrodyn import Run, keys as K, parse_config, run_all
 from macrodyn.closure.autoencoder import DescriptorClosure
-from macrodyn.config import check_before_work
+from macrodyn.config import check_before_work, closure_descriptors
 from macrodyn.data import ChunkedTable
 from macrodyn.errors import InputError
+from macrodyn.model.parts import make_closure
 from macrodyn.run.closure import load_closure
+from macrodyn.systems.md import LennardJones
 
 CFG = {"seed": 2,
        "system": {"name": "lennard_jones", "params": {"n_atoms": 108, "engine": "verlet"}},
@@ -53,3 +55,21 @@ def test_descriptors_are_refused_before_any_work_where_they_cannot_serve():
     wide = {**CFG, "closure": {**CFG["closure"], "dim": 13}}
     with pytest.raises(InputError, match=r"closure.dim = 13 .* \[1, 12\]"):
         check_before_work(parse_config(wide))
+    with_energy = {**CFG, "closure": {**CFG["closure"], "dim": 15, "descriptor_energy": True}}
+    check_before_work(parse_config(with_energy))  # the energy family adds 3: 15 fit
+    with pytest.raises(InputError, match=r"closure.dim = 16 .* \[1, 15\]"):
+        check_before_work(parse_config({**with_energy, "closure": {**with_energy["closure"], "dim": 16}}))
+
+
+def test_energy_descriptors_are_refused_where_the_system_offers_none():
+    class OnlyRadial(LennardJones):  # a user's system whose descriptors() predates the energy family
+        def descriptors(self, n_basis=8):
+            return super().descriptors(n_basis)
+
+    c = parse_config({**CFG, "closure": {**CFG["closure"], "descriptor_energy": True}}).closure
+    system = OnlyRadial(n_atoms=108)
+    with pytest.raises(InputError, match="offers no energy descriptors"):
+        closure_descriptors(c, system)
+    assert closure_descriptors(c.model_copy(update={"descriptor_energy": False}), system).dim == 12
+    assert isinstance(make_closure(c, LennardJones(n_atoms=108)), DescriptorClosure)
+    assert make_closure(c, LennardJones(n_atoms=108)).descriptors.names[-1] == "cu"

@@ -1,6 +1,7 @@
 """Run configuration: YAML validated with pydantic. Unknown fields are refused."""
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import socket
@@ -152,6 +153,10 @@ class ClosureConfig(_Strict):
         "descriptors (Lennard–Jones: pair descriptors, for runs that each start from their own placement)")
     descriptor_basis: StrictInt = Field(8, gt=0, le=MAX_WIDTH, description="radial basis functions per "
                                         "descriptor family (closure.input: descriptors)")
+    descriptor_energy: StrictBool = Field(False, description="add the system's pair energy per atom, its rate and "
+                                          "the velocities' part of its second derivative to the descriptors "
+                                          "(closure.input: descriptors; Lennard–Jones): energy conservation ties "
+                                          "them to the temperature")
 
 
 class ModelConfig(_Strict):
@@ -483,11 +488,22 @@ def check_closure_dim(cfg: RunConfig, system: MicroSystem) -> None:
         raise InputError(f"closure.dim = {cfg.closure.dim} is too large: with {d_obs} given observable(s) and "
                          f"N = {n} coordinates it must be < {n - d_obs}.")
     if cfg.closure.input == "descriptors":  # the system must offer them, and they bound the closure's width
-        m = system.descriptors(cfg.closure.descriptor_basis).dim
+        m = closure_descriptors(cfg.closure, system).dim
         if not 0 < cfg.closure.dim <= m:
             raise InputError(f"closure.dim = {cfg.closure.dim} with closure.input: descriptors must lie in [1, {m}] "
                              f"(the {m} descriptors {system.name} gives for closure.descriptor_basis = "
                              f"{cfg.closure.descriptor_basis}); change closure.dim or closure.descriptor_basis.")
+
+
+def closure_descriptors(c: ClosureConfig, system: MicroSystem):
+    """The system's invariant descriptors that ``c`` asks for. ``energy`` is passed only when asked, so a
+    system whose ``descriptors()`` takes ``n_basis`` alone still works without it."""
+    if not c.descriptor_energy:
+        return system.descriptors(c.descriptor_basis)
+    if "energy" not in inspect.signature(system.descriptors).parameters:
+        raise InputError(f"closure.descriptor_energy: true, but system {system.name!r} offers no energy "
+                         "descriptors (its descriptors() takes no `energy`); set it to false.")
+    return system.descriptors(c.descriptor_basis, energy=True)
 
 
 def configs_bought(t: TrainingConfig, n_units: int) -> tuple[int, int]:

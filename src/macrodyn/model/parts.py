@@ -11,7 +11,8 @@ import numpy as np
 import torch
 
 from macrodyn.closure.autoencoder import ClosureAutoencoder, DescriptorClosure
-from macrodyn.config import ClosureConfig, ModelConfig, RunConfig, TrainingConfig, configs_bought, build_surrogate
+from macrodyn.config import (ClosureConfig, ModelConfig, RunConfig, TrainingConfig, build_surrogate,
+                             closure_descriptors, configs_bought)
 from macrodyn.dynamics import GFINN, MLPField, OnsagerNet, StandardizedField
 from macrodyn.errors import InputError
 from macrodyn.systems.base import MicroSystem
@@ -39,7 +40,7 @@ def stream_rng(seed: int, stream: str, *extra: int) -> np.random.Generator:
 
 def make_closure(c: ClosureConfig, system: MicroSystem) -> ClosureAutoencoder:
     if c.input == "descriptors":
-        return DescriptorClosure(system.observable(), system.descriptors(c.descriptor_basis), system.n_coords,
+        return DescriptorClosure(system.observable(), closure_descriptors(c, system), system.n_coords,
                                  c.dim, tuple(c.hidden), c.observable_scale)
     return ClosureAutoencoder(system.observable(), system.n_coords, c.dim, tuple(c.hidden), c.observable_scale)
 

@@ -187,9 +187,10 @@ class MicroSystem(ABC):
         """The given macroscopic observable ``φ*`` (a :class:`macrodyn.observables.Observable`)."""
         raise NotImplementedError(f"{self.name} defines no default observable; pass one explicitly.")
 
-    def descriptors(self, n_basis: int = 8):
+    def descriptors(self, n_basis: int = 8, energy: bool = False):
         """Invariant descriptors ``(B, N) -> (B, M)`` for ``closure.input: descriptors``: a module with
-        ``dim`` and ``values_and_jacobian(x) -> ((B, M), (B, M, N))`` (see :mod:`macrodyn.systems.descriptors`)."""
+        ``dim`` and ``values_and_jacobian(x) -> ((B, M), (B, M, N))`` (see :mod:`macrodyn.systems.descriptors`);
+        ``energy`` (``closure.descriptor_energy``) adds the system's potential energy and its rates."""
         raise InputError(f"system {self.name!r} defines no invariant descriptors, so closure.input: descriptors "
                          "cannot be used with it. Set closure.input: coordinates, or give the system a "
                          "descriptors() method (docs: bringing your own system).")

@@ -35,9 +35,32 @@ from macrodyn.systems._numba import jit
 
 
 @jit()
-def _pair_terms(pos, vel, pairs, box, centres, width, cutoff, vals, jac, with_jac):
-    """Add one configuration's ``(g, h, c)`` to ``vals`` ``(3K,)`` and its Jacobian to ``jac`` ``(3K, n, 6)``."""
-    n_basis = len(centres)
+def _radial(k, n_gauss, r, centres, width, cutoff, u_cut):
+    """``b_k`` and its first three derivatives at ``r``: a Gaussian times the cosine cutoff for
+    ``k < n_gauss``, else the Lennard–Jones pair energy ``4 (r⁻¹² − r⁻⁶)`` shifted to 0 at the cutoff."""
+    if k >= n_gauss:
+        s6 = r ** -6
+        s12 = s6 * s6
+        return (4 * (s12 - s6) - u_cut, 4 * (6 * s6 - 12 * s12) / r, 4 * (156 * s12 - 42 * s6) / (r * r),
+                4 * (336 * s6 - 2184 * s12) / (r * r * r))
+    a = math.pi / cutoff
+    sn, cs = math.sin(a * r), math.cos(a * r)
+    fc, dfc, ddfc, dddfc = 0.5 * (cs + 1), -0.5 * a * sn, -0.5 * a * a * cs, 0.5 * a * a * a * sn
+    t = (r - centres[k]) / width
+    e = math.exp(-t * t)
+    de = -2 * t / width * e
+    dde = (4 * t * t - 2) / (width * width) * e
+    ddde = (12 * t - 8 * t * t * t) / (width * width * width) * e
+    return (e * fc, de * fc + e * dfc, dde * fc + 2 * de * dfc + e * ddfc,
+            ddde * fc + 3 * dde * dfc + 3 * de * ddfc + e * dddfc)
+
+
+@jit()
+def _pair_terms(pos, vel, pairs, box, centres, width, cutoff, n_funcs, u_cut, vals, jac, with_jac):
+    """Add one configuration's ``(g, h, c)`` to ``vals`` ``(3K,)`` and its Jacobian to ``jac`` ``(3K, n, 6)``
+    (``K = n_funcs`` radial functions: the Gaussians, then the pair energy when ``K`` exceeds them)."""
+    n_gauss = len(centres)
+    m = 2 * n_funcs
     for p in range(len(pairs)):
         i, j = pairs[p, 0], pairs[p, 1]
         dr = pos[j] - pos[i]
@@ -50,21 +73,10 @@ def _pair_terms(pos, vel, pairs, box, centres, width, cutoff, vals, jac, with_ja
         q = u[0] * dv[0] + u[1] * dv[1] + u[2] * dv[2]  # dr/dt of the pair
         v2 = dv[0] * dv[0] + dv[1] * dv[1] + dv[2] * dv[2]
         p2 = v2 - q * q  # |v_ij|² − q²: the velocity across the pair, squared
-        a = math.pi / cutoff
-        sn, cs = math.sin(a * r), math.cos(a * r)
-        fc, dfc, ddfc, dddfc = 0.5 * (cs + 1), -0.5 * a * sn, -0.5 * a * a * cs, 0.5 * a * a * a * sn
-        m = 2 * n_basis
-        for k in range(n_basis):
-            t = (r - centres[k]) / width
-            e = math.exp(-t * t)
-            de = -2 * t / width * e
-            dde = (4 * t * t - 2) / (width * width) * e
-            ddde = (12 * t - 8 * t * t * t) / (width * width * width) * e
-            b1 = de * fc + e * dfc                                        # b_k'
-            b2 = dde * fc + 2 * de * dfc + e * ddfc                       # b_k''
-            b3 = ddde * fc + 3 * dde * dfc + 3 * de * ddfc + e * dddfc    # b_k, third derivative
-            vals[k] += e * fc
-            vals[n_basis + k] += b1 * q
+        for k in range(n_funcs):
+            b0, b1, b2, b3 = _radial(k, n_gauss, r, centres, width, cutoff, u_cut)
+            vals[k] += b0
+            vals[n_funcs + k] += b1 * q
             vals[m + k] += b2 * q * q + b1 * p2 / r
             if not with_jac:
                 continue
@@ -78,10 +90,10 @@ def _pair_terms(pos, vel, pairs, box, centres, width, cutoff, vals, jac, with_ja
                 cv = 2 * b2 * q * u[c] + 2 * b1 * (dv[c] - q * u[c]) / r
                 jac[k, j, c] += gr
                 jac[k, i, c] -= gr
-                jac[n_basis + k, j, c] += hr
-                jac[n_basis + k, i, c] -= hr
-                jac[n_basis + k, j, 3 + c] += hv
-                jac[n_basis + k, i, 3 + c] -= hv
+                jac[n_funcs + k, j, c] += hr
+                jac[n_funcs + k, i, c] -= hr
+                jac[n_funcs + k, j, 3 + c] += hv
+                jac[n_funcs + k, i, 3 + c] -= hv
                 jac[m + k, j, c] += cr
                 jac[m + k, i, c] -= cr
                 jac[m + k, j, 3 + c] += cv
@@ -105,11 +117,16 @@ class _Descriptors(torch.autograd.Function):
 
 
 class PairDescriptors(Observable):
-    """``(B, 6 n) -> (B, 3 K)``: ``(g_1..g_K, h_1..h_K, c_1..c_K)`` of atom-major states ``(r_a, v_a)``.
+    """``(B, 6 n) -> (B, 3 K)``: ``(g_1..g_K, h_1..h_K, c_1..c_K)`` of atom-major states ``(r_a, v_a)``
+    (``K + 1`` per family with ``energy``).
 
     Args:
         n_atoms: ``n``; box: cubic periodic box length; cutoff: ``r_c`` (at most half the box).
         n_basis: ``K`` centres spread evenly over ``[r_min, r_c)``; width: ``w`` (default: the spacing).
+        energy: add the Lennard–Jones pair energy (ε = σ = 1, shifted to 0 at ``r_c``) as one more radial
+            function: ``g_u`` is then the potential energy per atom, ``h_u`` its rate and ``c_u`` the
+            velocities' part of its second derivative. In an NVE run ``T + (2/3) g_u`` is conserved (to ``1/n``), so
+            these three carry the temperature's own exchange with the structure (3 more descriptors).
 
     Example:
         >>> d = PairDescriptors(2, box=6.0, cutoff=2.5, n_basis=4)
@@ -121,15 +138,18 @@ class PairDescriptors(Observable):
     """
 
     def __init__(self, n_atoms: int, box: float, cutoff: float, n_basis: int = 8, r_min: float = 0.8,
-                 width: float | None = None):
+                 width: float | None = None, energy: bool = False):
         super().__init__()
         if not 0 < r_min < cutoff <= box / 2:
             raise ValueError(f"PairDescriptors needs 0 < r_min < cutoff <= box / 2; got {r_min}, {cutoff}, {box}.")
         self.n_atoms, self.box, self.cutoff = int(n_atoms), float(box), float(cutoff)
         self.centres = np.linspace(r_min, cutoff, n_basis, endpoint=False)
         self.width = float(width or (cutoff - r_min) / n_basis)
-        self.dim = 3 * n_basis
-        self.names = tuple(f"{f}{k}" for f in "ghc" for k in range(n_basis))
+        self.n_funcs = n_basis + bool(energy)
+        self.u_cut = 4 * (cutoff ** -12 - cutoff ** -6)
+        self.dim = 3 * self.n_funcs
+        labels = [str(k) for k in range(n_basis)] + ["u"] * bool(energy)
+        self.names = tuple(f"{f}{k}" for f in "ghc" for k in labels)
 
     def pairs(self, r: np.ndarray) -> np.ndarray:
         """``(P, 2)`` atom pairs closer than the cutoff (minimum image) in one configuration ``(n, 3)``."""
@@ -148,7 +168,7 @@ class PairDescriptors(Observable):
         for b in range(len(x)):
             pos = np.ascontiguousarray(s[b, :, :3])
             i, j = _pair_terms(pos, np.ascontiguousarray(s[b, :, 3:]), self.pairs(pos), self.box, self.centres,
-                               self.width, self.cutoff, vals[b], jac[b], with_jac)
+                               self.width, self.cutoff, self.n_funcs, self.u_cut, vals[b], jac[b], with_jac)
             if i >= 0:
                 raise InputError(f"configuration {b}: atoms {i} and {j} coincide (distance 0), so the pair "
                                  "descriptors are undefined there; check the positions (a state blown up or "

@@ -295,8 +295,8 @@ class LennardJones(MDSystem):
     def observable(self):
         return Temperature(self.n_atoms)
 
-    def descriptors(self, n_basis: int = 8):
-        return PairDescriptors(self.n_atoms, self.box, self.cutoff, n_basis)
+    def descriptors(self, n_basis: int = 8, energy: bool = False):
+        return PairDescriptors(self.n_atoms, self.box, self.cutoff, n_basis, energy=energy)
 
     # ----------------------------------------------------------- trajectories
     def trajectories(self, x0, n_steps, save_every=1, *, progress=True):
