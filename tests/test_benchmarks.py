@@ -216,7 +216,13 @@ def test_estimator_independent_starts_drop_the_shared_microstate(monkeypatch):
     assert est.control_settings(fresh, fresh_sur)["control"] == "surrogate"  # still differ in the control only
     assert est.variant(base, "lj800") is base and est.starts(base) == "shared"
     assert est.starts(fresh) == "independent" and fresh.name != base.name
-    assert est.starts(est.variant(base, "lj800_invariant")) == "independent"
+    invariant, energy = est.variant(base, "lj800_invariant"), est.variant(base, "lj800_energy")
+    assert est.starts(invariant) == est.starts(energy) == "independent"
+    assert (invariant.closure.input, invariant.closure.descriptor_energy) == ("descriptors", False)
+    # the energy grid differs from the invariant one in the energy family alone
+    assert energy.model_dump(exclude={"name", "closure"}) == invariant.model_dump(exclude={"name", "closure"})
+    assert energy.closure.model_copy(update={"descriptor_energy": False}) == invariant.closure
+    assert energy.closure.descriptor_energy and energy.name != invariant.name
     ac = load_config(ROOT / "configs" / "allen_cahn.yaml")
     fixed = est.variant(ac, "allen_cahn_fixed_epochs")  # no early stopping, all else equal
     assert ac.training.stop_patience and fixed.training.stop_patience is None and est.starts(ac) == "shared"
