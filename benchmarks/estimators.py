@@ -379,8 +379,9 @@ def main(argv: list[str] | None = None) -> None:
         points = [p for p in points if (args.work / p.data / p.name / "metrics.json").exists()]
     old = {} if args.smoke else (read_results(args.out, NAME) or {})
     notes = [*old.get("notes", []), *args.note]
-    if args.members and measuring:
-        notes.append(f"members per point: {args.members} (the config's: {base.training.members})")
+    members = f"{args.system}: members per point {args.members} (the config's: {base.training.members})"
+    if args.members and measuring and members not in notes:
+        notes.append(members)
     if args.skip:
         notes.append(f"points not run: {args.skip}")
     # records of OUT/NAME.json that this grid does not remeasure stay (other systems, other budgets)
