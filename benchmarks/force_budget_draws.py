@@ -12,7 +12,8 @@ apart from the study's own ``draws`` folders, because they train ``--members`` (
 the study's.
 
 Writes OUT/force_budget_draws.json: one record per (point, seed) with ``n_atoms, loss,
-control, n_configs, seed, force_evaluations, rollout_rel_error``, a summary per point (mean,
+control, n_configs, seed, force_evaluations, rollout_rel_error, surrogate_force_evaluations,
+surrogate_seconds``, a summary per point (mean,
 std and min/max over seeds, how many seeds reach e_tol), and OUT/force_budget_draws.png
 (``--name``: another file, e.g. for the control-variate study). Each invocation adds to the
 JSON (one size per invocation; run them one after another, not at once). A finished
@@ -48,7 +49,8 @@ def draw_record(study, size: int, loss: str, n_configs: int, seed: int, m: dict)
     return {"n_atoms": size, "loss": loss, "n_configs": n_configs, "seed": seed,
             "control": point_config(study, size, loss, n_configs).training.control,
             "force_evaluations": m["force_evaluations"], "rollout_rel_error": m["rollout_rel_error_members"][0],
-            "e_tol": study.e_tol}
+            "surrogate_force_evaluations": m.get("surrogate_force_evaluations", 0),
+            "surrogate_seconds": m.get("surrogate_seconds"), "e_tol": study.e_tol}
 
 
 def summary(records: list[dict], e_tol: float) -> list[dict]:

@@ -22,6 +22,8 @@ each record's ratio to that study's L_z (``l_z_evaluations_to_tol``, ``l_z_over_
     python benchmarks/force_budget_study.py [--size 800 --size 2700 --size 6400] [--loss L_xp]
     python benchmarks/force_budget_study.py --config configs/lj_scaling_control.yaml --work runs/lj_control \\
         --name force_budget_study_control --compare benchmarks/results/force_budget_study.json --skip-label
+    python benchmarks/force_budget_study.py --config configs/lj_scaling_surrogate.yaml --work runs/lj_surrogate \\
+        --name force_budget_study_surrogate --compare benchmarks/results/force_budget_study_full.json --skip-label
     python benchmarks/force_budget_study.py --smoke [--out DIR]   # a tiny predator-prey study, one size
 """
 from __future__ import annotations
@@ -119,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
             r["l_z_over_this"] = (r["l_z_evaluations_to_tol"] / r["evaluations_to_tol"]
                                   if r["l_z_evaluations_to_tol"] and r["evaluations_to_tol"] else None)
     write_results(args.out, args.name, res["records"], points=res["points"], labelling_points=lab["points"],
+                  **({"sizes": res["sizes"]} if res.get("sizes") else {}),  # per size: stage seconds, memory, disk
                   **({"compared_with": Path(args.compare).name} if other else {}),
                   config=Path(args.config).name, labelling_ratio_L_z_over_L_xp=ratios,
                   **({"trained_commit": trained_commit} if trained_commit else {}),

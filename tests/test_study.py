@@ -142,6 +142,20 @@ def test_draws_average_independent_repeats_of_a_point(tmp_path):
     assert (folders[1] / "metrics.json").stat().st_mtime_ns == stamp
 
 
+def test_surrogate_points_report_the_cheap_evaluations_beside_the_budget(tmp_path):
+    run = {**RUN, "training": {**RUN["training"], "control": "surrogate", "surrogate": {"params": {"a": 2.7}}}}
+    study = ForceBudgetStudy.model_validate({**STUDY, "run": run, "sizes": [12], "losses": ["L_xp"],
+                                             "e_tol": 1.0e9})
+    res = run_study(study, tmp_path, progress=False)
+    (p,), (r,) = res["points"], res["records"]
+    m = json.loads((tmp_path / "n12" / "L_xp_c250" / "metrics.json").read_text())
+    assert p["control"] == r["control"] == "surrogate"
+    assert p["force_evaluations"] == r["evaluations_to_tol"] == 250 * 4  # the expensive labels only
+    assert p["surrogate_force_evaluations"] == m["surrogate_force_evaluations"] > p["force_evaluations"]
+    assert p["surrogate_seconds"] == m["surrogate_seconds"] > 0
+    assert (r["surrogate_force_evaluations"], r["surrogate_seconds"]) == (p["surrogate_force_evaluations"],
+                                                                          p["surrogate_seconds"])
+
 def test_label_only_times_labels_and_trains_nothing(tmp_path):
     study = ForceBudgetStudy.model_validate({**STUDY, "sizes": [12]})
     res = run_study(study, tmp_path, progress=False, label_only=True)

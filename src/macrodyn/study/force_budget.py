@@ -234,7 +234,8 @@ def train_point(study: ForceBudgetStudy, shared: Path, out: Path, n_atoms: int, 
 
     return {**draws[0], "rollout_rel_error": float(err.mean()), "rollout_rel_error_std": float(err.std()),
             "draw_errors": err.tolist(), "labelling_seconds": mean("labelling_seconds"),
-            "labelling_force_seconds": mean("labelling_force_seconds"), "training_seconds": mean("training_seconds")}
+            "labelling_force_seconds": mean("labelling_force_seconds"), "training_seconds": mean("training_seconds"),
+            "surrogate_seconds": mean("surrogate_seconds")}
 
 
 def _label_point(study, shared: Path, folder: Path, n_atoms: int, loss: str, n_configs: int) -> dict:
@@ -256,6 +257,9 @@ def _point(run, m: dict, n_atoms: int, loss: str, n_configs: int) -> dict:
             "labelling_force_seconds": run.timings.get("label_forces"),
             "features_seconds": run.timings.get("features"),
             "training_seconds": run.timings.get("dynamics"),
+            # the surrogate control's cheap evaluations are not in the budget: reported beside it
+            "surrogate_force_evaluations": m.get("surrogate_force_evaluations", 0),
+            "surrogate_seconds": m.get("surrogate_seconds"),
             "peak_rss_gb": run.stage_peak_gb()}
 
 
@@ -274,6 +278,8 @@ def summarise(study: ForceBudgetStudy, points: list[dict], out: Path | None = No
                             "evaluations_to_tol": hit and hit["force_evaluations"],
                             "configs_to_tol": hit and hit["n_configs"],
                             "labelling_seconds": hit and hit["labelling_seconds"],
+                            "surrogate_force_evaluations": hit and hit.get("surrogate_force_evaluations"),
+                            "surrogate_seconds": hit and hit.get("surrogate_seconds"),
                             "error_at_tol": hit and hit["rollout_rel_error"],
                             "error_at_tol_std": hit and hit["rollout_rel_error_std"],
                             "largest_tried_configs": max((p["n_configs"] for p in trained), default=None),
@@ -390,7 +396,7 @@ def plot_evaluations(records: list[dict], path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(5, 4))
     for (loss, control), c in _variants(records).items():
         mine = [r for r in records if r["loss"] == loss and r.get("control", "none") == control]
-        name = loss + ("" if control == "none" else " + control")
+        name = loss + ("" if control == "none" else f" + {control}")
         rec = [r for r in mine if r["evaluations_to_tol"]]
         if rec:
             ax.loglog([r["n_atoms"] for r in rec], [r["evaluations_to_tol"] for r in rec], "o-", color=c,
