@@ -295,18 +295,20 @@ def summary_of(records: list[dict]) -> dict:
 
 
 def force_budget_records(n: int = 6400, e_tol: float = SYSTEMS["lj800"][2]) -> list[dict]:
-    """Records of plain L_x,p and L_x,p + snapshot control at ``n`` atoms from the force-budget
-    study's committed draws (``force_budget_draws*.json``; 50 atoms per configuration, the same
-    shared run per size, the run seed redraws configurations, atoms and weights)."""
+    """Records of plain L_x,p and L_x,p with the snapshot or the surrogate control at ``n`` atoms
+    from the force-budget studies' committed draws (``force_budget_draws*.json``; 50 atoms per
+    configuration, the same shared run per size, the run seed redraws configurations, atoms and
+    weights)."""
     out = []
-    for name in ("force_budget_draws", "force_budget_draws_control"):
+    for name in ("force_budget_draws", "force_budget_draws_control", "force_budget_draws_surrogate"):
         for r in need_results(RESULTS, name)["records"]:
             if r["n_atoms"] != n or r["loss"] != "L_xp":
                 continue
             ctrl = r.get("control", "none")
             out.append({"system": f"lj{n}", "n": n, "estimator": "L_xp" if ctrl == "none" else f"L_xp+{ctrl}",
                         "seed": r["seed"], "budget": r["force_evaluations"], "error_at_budget": r["rollout_rel_error"],
-                        "evaluations_to_tol": None, "surrogate_seconds": None, "surrogate_force_evaluations": 0,
+                        "evaluations_to_tol": None, "surrogate_seconds": r.get("surrogate_seconds"),
+                        "surrogate_force_evaluations": r.get("surrogate_force_evaluations", 0),
                         "e_tol": e_tol, "starts": "shared", "force_evaluations": r["force_evaluations"],
                         "n_configs": r["n_configs"], "source": f"benchmarks/results/{name}.json"})
     return add_evaluations_to_tol(out)
@@ -335,14 +337,15 @@ def main(argv: list[str] | None = None) -> None:
                     help="record the points that finished in --work; train nothing")
     ap.add_argument("--part", type=int, default=None, help=argparse.SUPPRESS)  # one of the --jobs processes
     ap.add_argument("--import-force-budget", action="store_true",
-                    help="add LJ-6400's plain and snapshot-control draws of the force-budget study to OUT/NAME.json")
+                    help="add LJ-6400's plain, snapshot-control and surrogate-control draws of the force-budget "
+                         "studies to OUT/NAME.json")
     args = parse(ap, argv)
     if args.analyse_only:
         return analyse(need_results(args.out, NAME), args.out)
     if args.import_force_budget:
         doc = need_results(args.out, NAME)
         records = [r for r in doc["records"] if r["system"] != "lj6400"] + force_budget_records()
-        write_results(args.out, NAME, records, summary=summary(records), notes=doc.get("notes", []),
+        write_results(args.out, NAME, records, summary=summary(records), notes=[*doc.get("notes", []), *args.note],
                       settings=system_settings(doc))
         return analyse(need_results(args.out, NAME), args.out)
     config, surrogate_config, e_tol = SYSTEMS[args.system]

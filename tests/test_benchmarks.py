@@ -198,6 +198,20 @@ def test_estimator_grid_selects_points_and_keeps_other_systems_settings(monkeypa
     assert est.system_settings({"settings": settings}) == settings
 
 
+def test_lj6400_estimators_come_from_the_committed_force_budget_draws(monkeypatch):
+    """estimators.py --import-force-budget: LJ-6400's plain, snapshot and surrogate draws, budgets
+    counting the 50 expensive atom forces per configuration and the surrogate's work apart."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    est = importlib.import_module("estimators")
+    recs = est.force_budget_records()
+    assert {r["estimator"] for r in recs} == {"L_xp", "L_xp+snapshots", "L_xp+surrogate"}
+    for r in recs:
+        assert r["system"] == "lj6400" and r["budget"] == 50 * r["n_configs"]
+        cheap = r["surrogate_force_evaluations"]
+        assert (cheap > 0) if r["estimator"] == "L_xp+surrogate" else cheap == 0
+    ratios = est.summary(recs)["lj6400"]["ratio_to_plain"]
+    assert set(ratios) == {"L_xp+snapshots", "L_xp+surrogate"}
+
 def test_estimator_independent_starts_drop_the_shared_microstate(monkeypatch):
     """benchmarks/estimators.py ``--system lj800_independent``: the LJ-800 configs without the shared
     placement and velocity pattern (base and surrogate alike), so every run draws its own."""

@@ -76,6 +76,21 @@ def test_shipped_configs_validate(path):
         assert cfg.parallel.scheduler == "local" and cfg.parallel.worker_threads == 1
 
 
+def test_scaling_study_variants_differ_in_the_control_alone():
+    """The force-budget studies with a control variate compare with the main study's L_z and
+    with each other: only training's control settings may differ between them."""
+    from macrodyn.study import load_study
+
+    control_fields = {"control", "control_window", "surrogate"}
+    dumps = {}
+    for name in ("lj_scaling_control", "lj_scaling_surrogate"):
+        d = load_study(_ROOT / "configs" / f"{name}.yaml").model_dump()
+        dumps[name] = {**d, "run": {**d["run"], "training": {k: v for k, v in d["run"]["training"].items()
+                                                              if k not in control_fields}}}
+    assert dumps["lj_scaling_control"] == dumps["lj_scaling_surrogate"]
+    sur = load_study(_ROOT / "configs" / "lj_scaling_surrogate.yaml").run.training
+    assert sur.control == "surrogate" and sur.surrogate.params == {"cutoff": 1.5}
+
 def test_shipped_runs_pass_the_pre_checks():
     """The run configs shipped (repo and package) pass check_before_work as they are."""
     from macrodyn.config import check_before_work
