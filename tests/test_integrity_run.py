@@ -140,8 +140,8 @@ def test_changed_system_code_is_refused(tmp_path, monkeypatch):
 
 
 def test_leftovers_of_a_killed_run_are_cleaned(tmp_path):
-    """A half-written atomic file and the checkpoint of a member that finished are removed on the
-    next create; the checkpoint of an unfinished member is kept (it resumes from it)."""
+    """A half-written atomic file and the checkpoint of a member (or closure) that finished are removed
+    on the next create; the checkpoint of an unfinished one is kept (it resumes from it)."""
     from macrodyn import Run, parse_config
 
     cfg = parse_config(TINY)
@@ -150,12 +150,16 @@ def test_leftovers_of_a_killed_run_are_cleaned(tmp_path):
     (out / "dynamics").mkdir()
     stale = [out / ".metrics.json.x1y2.partial", out / "dynamics" / ".member_0.pt.abcd.partial",
              out / "dynamics" / "member_0.partial.pt"]
-    keep = [out / "dynamics" / "member_0.pt", out / "dynamics" / "member_1.partial.pt"]
+    keep = [out / "dynamics" / "member_0.pt", out / "dynamics" / "member_1.partial.pt", out / "closure.partial.pt"]
     for p in stale + keep:
         p.write_bytes(b"x")
     removed = Run.create(cfg, out, progress=False)
     assert removed is not None
     assert not any(p.exists() for p in stale) and all(p.exists() for p in keep)
+    # the closure's checkpoint goes once closure.pt exists
+    (out / "closure.pt").write_bytes(b"x")
+    Run.create(cfg, out, progress=False)
+    assert not (out / "closure.partial.pt").exists()
 
 
 @pytest.mark.parametrize("table_no", [1, 3])  # the test table (after train), the labels table

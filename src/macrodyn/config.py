@@ -148,6 +148,8 @@ class ClosureConfig(_Strict):
                                          description="rows per batch used for the κ penalty (None: all)")
     observable_scale: Float = Field(1.0, gt=0)
     max_configs: StrictInt | None = Field(None, gt=0, le=MAX_COUNT, description="subsample the training snapshots")
+    checkpoint_every: StrictInt = Field(10, gt=0, le=MAX_EPOCHS, description="epochs between resumable "
+                                        "checkpoints of the closure's training")
     input: Literal["coordinates", "descriptors"] = Field(
         "coordinates", description="what the encoder reads: the coordinates, or the system's invariant "
         "descriptors (Lennard–Jones: pair descriptors, for runs that each start from their own placement)")

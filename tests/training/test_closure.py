@@ -61,3 +61,44 @@ def test_prepared_batches_give_the_loss_of_the_raw_batch(rng, closure_only):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
     # the reconstruction term is the documented one: mean((ψ(φ(x)) − x)² / x_std²)
     torch.testing.assert_close(raw[1], ((ae.decode(ae(x)) - x) / ae.x_std).pow(2).mean(), rtol=1e-12, atol=1e-14)
+
+
+def test_fit_closure_killed_after_a_checkpoint_resumes_to_the_uninterrupted_weights(rng, tmp_path, monkeypatch):
+    """Killed in epoch 4 (checkpoints every 2 epochs), the fit goes on from epoch 2 and ends with the
+    weights and history of a fit never stopped: the optimiser and batch order are restored too."""
+    import macrodyn.training.closure as tc
+    from macrodyn.training.options import Checkpointing
+
+    x = _data(rng)
+    kw = dict(epochs=6, batch_size=64, lr=3e-3, weight_decay=1e-4, cond_weight=1e-3, cond_batch=8,
+              input_lr_scale=0.5, seed=3, progress=False)
+
+    def fresh():
+        torch.manual_seed(0)
+        return ClosureAutoencoder(BlockMeans(2), 20, 2, hidden=(16,))
+
+    ref = fresh()
+    h_ref = fit_closure(ref, x, **kw)
+
+    ck = Checkpointing(tmp_path / "closure.partial.pt", every=2)
+    calls, loss = [0], tc.closure_loss
+
+    def dies_in_epoch_4(*a, **k):  # 4 batches per epoch
+        calls[0] += 1
+        if calls[0] > 13:
+            raise KeyboardInterrupt
+        return loss(*a, **k)
+
+    monkeypatch.setattr(tc, "closure_loss", dies_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        fit_closure(fresh(), x, checkpointing=ck, **kw)
+    monkeypatch.setattr(tc, "closure_loss", loss)
+    assert torch.load(ck.path, weights_only=False)["epoch"] == 2
+
+    resumed = fresh()
+    h = fit_closure(resumed, x, checkpointing=ck, **kw)
+    for k, v in ref.state_dict().items():
+        torch.testing.assert_close(resumed.state_dict()[k], v, rtol=0, atol=0)
+    for k in ("loss", "reconstruction", "kappa"):
+        assert h[k] == h_ref[k]
+    assert h["earlier_seconds"] > 0 and h["seconds"] > h["earlier_seconds"]

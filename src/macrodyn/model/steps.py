@@ -6,6 +6,7 @@ disk) call these, so the two paths give the same numbers for the same config and
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
@@ -25,6 +26,7 @@ from macrodyn.training.closure import fit_closure
 from macrodyn.training.distributed import data_parallel
 from macrodyn.training.dynamics import fit_dynamics
 from macrodyn.training.features import compute_features, label
+from macrodyn.training.options import Checkpointing
 from macrodyn.training.sampling import expand_unit_weights, pinv_row_scores
 
 Stats = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
@@ -66,16 +68,18 @@ def closure_subsample(cfg: RunConfig, pool: np.ndarray, rng: np.random.Generator
     return pool if len(pool) <= m else pool[np.sort(rng.choice(len(pool), m, replace=False))]
 
 
-def train_closure(cfg: RunConfig, system: MicroSystem, x: np.ndarray, progress: bool = False
-                  ) -> tuple[ClosureAutoencoder, dict]:
-    """Closure autoencoder trained on snapshots ``x`` ``(M, N)`` (no forces)."""
+def train_closure(cfg: RunConfig, system: MicroSystem, x: np.ndarray, progress: bool = False,
+                  checkpoint: Path | None = None) -> tuple[ClosureAutoencoder, dict]:
+    """Closure autoencoder trained on snapshots ``x`` ``(M, N)`` (no forces); with ``checkpoint``,
+    resumable from there (every ``closure.checkpoint_every`` epochs)."""
     c = cfg.closure
     torch.manual_seed(cfg.seed)
     ae = make_closure(c, system)
     hist = fit_closure(ae, x, epochs=c.epochs, batch_size=c.batch_size, lr=c.lr, weight_decay=c.weight_decay,
                        cond_weight=c.cond_weight, closure_only=closure_only(c), cond_batch=c.cond_batch,
                        input_lr_scale=min(1.0, c.input_lr_coords / ae.n_inputs) if c.input_lr_coords else 1.0,
-                       seed=cfg.seed, progress=progress)
+                       seed=cfg.seed, progress=progress,
+                       checkpointing=None if checkpoint is None else Checkpointing(checkpoint, c.checkpoint_every))
     return ae, hist
 
 

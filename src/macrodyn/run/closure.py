@@ -29,10 +29,12 @@ def closure_stage(run: Run) -> ClosureAutoencoder:
     else:
         x = np.concatenate([ch[K.TRAJ][S.snapshot_mask(run.cfg, run.system, ch[K.TRAJ])]
                             for ch in train.iter_chunks([K.TRAJ])])
-    ae, hist = S.train_closure(run.cfg, run.system, x, run.progress)
+    ae, hist = S.train_closure(run.cfg, run.system, x, run.progress, checkpoint=run.closure_checkpoint)
     check_collapse(run, hist)
     save_torch({"state": ae.state_dict(), "history": hist}, run.closure_path)
-    run.timed("closure", time.perf_counter() - t0)
+    run.closure_checkpoint.unlink(missing_ok=True)
+    # a killed call's epochs count too (their seconds are in the checkpoint; the reading of the snapshots is not)
+    run.timed("closure", time.perf_counter() - t0 + hist["earlier_seconds"])
     run.state.closure = ae
     return ae
 

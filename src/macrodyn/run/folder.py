@@ -7,6 +7,7 @@ Run folder::
     data.zarr/           tables train, test (trajectories) and labels (where, idx, f): a label
                          points at its training snapshot instead of copying it
     closure.pt           closure autoencoder + training history
+    closure.partial.pt   its epoch checkpoint while it trains (a killed run goes on from there)
     dynamics/member_K.pt macroscopic models + histories
     surrogate.json       training.control: surrogate: the surrogate's force evaluations and seconds
     metrics.json         the numbers (force evaluations, rollout error, timings)
@@ -98,11 +99,13 @@ class Run:
 
     def clean_temporary(self) -> list[Path]:
         """Remove what a killed process left: half-written files of atomic writes (``.NAME.*.partial``)
-        and the epoch checkpoint of a member whose final file exists. Returns what was removed."""
+        and the epoch checkpoint of a closure or member whose final file exists. Returns what was removed."""
         gone = [p for folder in (self.out, self.out / "dynamics") if folder.is_dir()
                 for p in folder.glob(".*.partial")]
         gone += [p for p in (self.out / "dynamics").glob("member_*.partial.pt")
                  if (p.parent / p.name.replace(".partial.pt", ".pt")).exists()]
+        if self.closure_path.exists():
+            gone += [self.closure_checkpoint] if self.closure_checkpoint.exists() else []
         for p in gone:
             p.unlink(missing_ok=True)
         return gone
@@ -149,6 +152,11 @@ class Run:
     @property
     def closure_path(self) -> Path:
         return self.out / "closure.pt"
+
+    @property
+    def closure_checkpoint(self) -> Path:
+        """The closure's epoch checkpoint while it trains (removed once ``closure.pt`` is written)."""
+        return self.out / "closure.partial.pt"
 
     def member_path(self, m: int) -> Path:
         return self.out / "dynamics" / f"member_{m}.pt"

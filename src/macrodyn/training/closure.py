@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -10,6 +11,8 @@ from tqdm.auto import tqdm
 from macrodyn.closure.autoencoder import ClosureAutoencoder
 from macrodyn.closure.jacobian import condition_number, gram_condition_number
 from macrodyn.errors import InputError
+from macrodyn.io import load_torch, save_torch
+from macrodyn.training.options import Checkpointing
 
 
 def closure_loss(ae: ClosureAutoencoder, x: torch.Tensor, cond_weight: float, closure_only: bool = False,
@@ -43,12 +46,17 @@ PREPARE_ROWS = 256
 
 def fit_closure(ae: ClosureAutoencoder, x: np.ndarray, *, epochs: int, batch_size: int, lr: float,
                 weight_decay: float, cond_weight: float, closure_only: bool = False, cond_batch: int | None = None,
-                input_lr_scale: float = 1.0, seed: int = 0, progress: bool = True) -> dict:
+                input_lr_scale: float = 1.0, seed: int = 0, progress: bool = True,
+                checkpointing: Checkpointing | None = None) -> dict:
     """Train ``ae`` in place on configurations ``x`` ``(M, N)``; returns the loss history.
 
     The reconstruction error is measured in standardised coordinates so that all
     coordinates count equally whatever their units. The encoder's input layer learns at
-    ``lr · input_lr_scale`` (see ``closure.input_lr_coords``).
+    ``lr · input_lr_scale`` (see ``closure.input_lr_coords``). With ``checkpointing``, the
+    model, optimiser, batch order and history are saved every ``every`` epochs and a later
+    call with the same arguments goes on from there, to the same weights as an uninterrupted
+    fit (at 51 200 atoms the closure trains for half an hour). ``seconds`` in the history
+    counts every call; ``earlier_seconds`` the calls before this one.
     """
     gen = torch.Generator().manual_seed(seed)
     xt = torch.as_tensor(x, dtype=torch.float32)
@@ -63,9 +71,18 @@ def fit_closure(ae: ClosureAutoencoder, x: np.ndarray, *, epochs: int, batch_siz
     groups = ([{"params": [first], "lr": lr * input_lr_scale}] if first is not None else []) + [{"params": rest}]
     opt = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
     hist = {"loss": [], "reconstruction": [], "kappa": []}
+    start, earlier = 0, 0.0
+    path = None if checkpointing is None else Path(checkpointing.path)
+    if path is not None and path.exists():
+        ck = load_torch(path)
+        ae.load_state_dict(ck["ae"])
+        opt.load_state_dict(ck["opt"])
+        gen.set_state(ck["gen"])
+        hist, start, earlier = ck["hist"], ck["epoch"], ck["seconds"]
     t0 = time.perf_counter()
-    bar = tqdm(range(epochs), desc="closure AE", disable=not progress, leave=False)
-    for _ in bar:
+    bar = tqdm(range(start, epochs), desc="closure AE", disable=not progress, leave=False, initial=start,
+               total=epochs)
+    for epoch in bar:
         perm = torch.randperm(len(xt), generator=gen)
         tot = np.zeros(3)
         n = 0
@@ -87,5 +104,9 @@ def fit_closure(ae: ClosureAutoencoder, x: np.ndarray, *, epochs: int, batch_siz
         for k, v in zip(hist, tot / n):
             hist[k].append(float(v))
         bar.set_postfix(rec=f"{hist['reconstruction'][-1]:.2e}", kappa=f"{hist['kappa'][-1]:.3g}")
-    hist["seconds"] = time.perf_counter() - t0
+        if path is not None and (epoch + 1) % checkpointing.every == 0 and epoch + 1 < epochs:
+            save_torch({"ae": ae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "hist": hist,
+                        "epoch": epoch + 1, "seconds": earlier + time.perf_counter() - t0}, path)
+    hist["seconds"] = earlier + time.perf_counter() - t0
+    hist["earlier_seconds"] = earlier
     return hist
