@@ -47,7 +47,8 @@ def test_closure_reads_only_its_subsample(tmp_path, monkeypatch, min_observable)
     run = Run.create(cfg, tmp_path / "run", progress=False)
     run_all(run, ("simulate",))
     seen = {}
-    monkeypatch.setattr(steps, "fit_closure", lambda ae, x, **kw: seen.setdefault("x", x) is None or {"kappa": [1.0]})
+    monkeypatch.setattr(steps, "fit_closure", lambda ae, x, **kw: seen.setdefault("x", x) is None
+                        or {"kappa": [1.0], "earlier_seconds": 0.0})
     closure_stage(run)
     traj = ChunkedTable.open(run.store, "train").read()[K.TRAJ]
     if min_observable is None:
