@@ -212,6 +212,7 @@ def test_lj6400_estimators_come_from_the_committed_force_budget_draws(monkeypatc
     ratios = est.summary(recs)["lj6400"]["ratio_to_plain"]
     assert set(ratios) == {"L_xp+snapshots", "L_xp+surrogate"}
 
+
 def test_estimator_independent_starts_drop_the_shared_microstate(monkeypatch):
     """benchmarks/estimators.py ``--system lj800_independent``: the LJ-800 configs without the shared
     placement and velocity pattern (base and surrogate alike), so every run draws its own."""

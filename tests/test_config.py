@@ -91,6 +91,7 @@ def test_scaling_study_variants_differ_in_the_control_alone():
     sur = load_study(_ROOT / "configs" / "lj_scaling_surrogate.yaml").run.training
     assert sur.control == "surrogate" and sur.surrogate.params == {"cutoff": 1.5}
 
+
 def test_shipped_runs_pass_the_pre_checks():
     """The run configs shipped (repo and package) pass check_before_work as they are."""
     from macrodyn.config import check_before_work

@@ -66,4 +66,3 @@ def test_sigkill_during_simulation_and_training_then_resume(tmp_path):
     assert r.returncode == 0, r.stderr
     assert _metrics(out) == _metrics(ref)
     assert torch.load(out / "closure.pt", weights_only=False)["history"]["earlier_seconds"] > 0  # resumed, not redone
-

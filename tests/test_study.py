@@ -156,6 +156,7 @@ def test_surrogate_points_report_the_cheap_evaluations_beside_the_budget(tmp_pat
     assert (r["surrogate_force_evaluations"], r["surrogate_seconds"]) == (p["surrogate_force_evaluations"],
                                                                           p["surrogate_seconds"])
 
+
 def test_label_only_times_labels_and_trains_nothing(tmp_path):
     study = ForceBudgetStudy.model_validate({**STUDY, "sizes": [12]})
     res = run_study(study, tmp_path, progress=False, label_only=True)

@@ -102,10 +102,8 @@ class Run:
         and the epoch checkpoint of a closure or member whose final file exists. Returns what was removed."""
         gone = [p for folder in (self.out, self.out / "dynamics") if folder.is_dir()
                 for p in folder.glob(".*.partial")]
-        gone += [p for p in (self.out / "dynamics").glob("member_*.partial.pt")
-                 if (p.parent / p.name.replace(".partial.pt", ".pt")).exists()]
-        if self.closure_path.exists():
-            gone += [self.closure_checkpoint] if self.closure_checkpoint.exists() else []
+        gone += [p for folder in (self.out, self.out / "dynamics") for p in folder.glob("*.partial.pt")
+                 if p.with_name(p.name.replace(".partial.pt", ".pt")).exists()]
         for p in gone:
             p.unlink(missing_ok=True)
         return gone

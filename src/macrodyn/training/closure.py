@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -11,7 +10,6 @@ from tqdm.auto import tqdm
 from macrodyn.closure.autoencoder import ClosureAutoencoder
 from macrodyn.closure.jacobian import condition_number, gram_condition_number
 from macrodyn.errors import InputError
-from macrodyn.io import load_torch, save_torch
 from macrodyn.training.options import Checkpointing
 
 
@@ -72,13 +70,13 @@ def fit_closure(ae: ClosureAutoencoder, x: np.ndarray, *, epochs: int, batch_siz
     opt = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay, betas=(0.9, 0.95))
     hist = {"loss": [], "reconstruction": [], "kappa": []}
     start, earlier = 0, 0.0
-    path = None if checkpointing is None else Path(checkpointing.path)
-    if path is not None and path.exists():
-        ck = load_torch(path)
-        ae.load_state_dict(ck["ae"])
-        opt.load_state_dict(ck["opt"])
-        gen.set_state(ck["gen"])
-        hist, start, earlier = ck["hist"], ck["epoch"], ck["seconds"]
+    ck = checkpointing
+    saved = ck and ck.saved()
+    if saved:
+        ae.load_state_dict(saved["ae"])
+        opt.load_state_dict(saved["opt"])
+        gen.set_state(saved["gen"])
+        hist, start, earlier = saved["hist"], saved["epoch"], saved["seconds"]
     t0 = time.perf_counter()
     bar = tqdm(range(start, epochs), desc="closure AE", disable=not progress, leave=False, initial=start,
                total=epochs)
@@ -104,9 +102,9 @@ def fit_closure(ae: ClosureAutoencoder, x: np.ndarray, *, epochs: int, batch_siz
         for k, v in zip(hist, tot / n):
             hist[k].append(float(v))
         bar.set_postfix(rec=f"{hist['reconstruction'][-1]:.2e}", kappa=f"{hist['kappa'][-1]:.3g}")
-        if path is not None and (epoch + 1) % checkpointing.every == 0 and epoch + 1 < epochs:
-            save_torch({"ae": ae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "hist": hist,
-                        "epoch": epoch + 1, "seconds": earlier + time.perf_counter() - t0}, path)
+        if ck is not None and ck.due(epoch + 1) and epoch + 1 < epochs:  # the last is closure.pt itself
+            ck.save({"ae": ae.state_dict(), "opt": opt.state_dict(), "gen": gen.get_state(), "hist": hist,
+                     "epoch": epoch + 1, "seconds": earlier + time.perf_counter() - t0})
     hist["seconds"] = earlier + time.perf_counter() - t0
     hist["earlier_seconds"] = earlier
     return hist

@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from macrodyn.io import load_torch, save_torch
 from macrodyn.training.options import FitOptions
 
 
@@ -59,20 +57,21 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], options:
     opt = o.optimiser.make(field.parameters())
     sched = o.schedule.make(opt, epochs)
     ema = None if o.averaging is None else o.averaging.wrap(field)
-    checkpoint = None if o.checkpointing is None else o.checkpointing.path
+    ck = o.checkpointing
     judged = field if ema is None else ema.module  # the model that is validated and returned
     hist: dict = {"train": [], "val": [], "lr": [], **({"score": []} if score is not None else {})}
     best, best_state, best_epoch = float("inf"), None, -1
     start = 0
-    if checkpoint is not None and Path(checkpoint).exists():
-        ck = load_torch(checkpoint)
-        field.load_state_dict(ck["field"])
-        opt.load_state_dict(ck["opt"])
-        sched.load_state_dict(ck["sched"])
-        gen.set_state(ck["gen"])
+    saved = ck and ck.saved()
+    if saved:
+        field.load_state_dict(saved["field"])
+        opt.load_state_dict(saved["opt"])
+        sched.load_state_dict(saved["sched"])
+        gen.set_state(saved["gen"])
         if ema is not None:
-            ema.load_state_dict(ck["ema"])
-        hist, best, best_state, best_epoch, start = ck["hist"], ck["best"], ck["best_state"], ck["best_epoch"], ck["epoch"]
+            ema.load_state_dict(saved["ema"])
+        hist, best, best_state, best_epoch, start = (saved["hist"], saved["best"], saved["best_state"],
+                                                     saved["best_epoch"], saved["epoch"])
     t0 = time.perf_counter()
     bar = tqdm(range(start, epochs), desc=desc, disable=desc is None, leave=False, initial=start, total=epochs)
     for epoch in bar:
@@ -116,11 +115,10 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], options:
                         **({"score": f"{hist['score'][-1][1]:.3e}"} if score is not None and hist["score"] else {}))
         if sel.stop_patience is not None and epoch - best_epoch >= sel.stop_patience:
             break
-        if checkpoint is not None and (epoch + 1) % o.checkpointing.every == 0:
-            save_torch({"field": field.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                        "gen": gen.get_state(), "hist": hist, "best": best, "best_state": best_state,
-                        "best_epoch": best_epoch, "epoch": epoch + 1,
-                        "ema": None if ema is None else ema.state_dict()}, checkpoint)
+        if ck is not None and ck.due(epoch + 1):
+            ck.save({"field": field.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                     "gen": gen.get_state(), "hist": hist, "best": best, "best_state": best_state,
+                     "best_epoch": best_epoch, "epoch": epoch + 1, "ema": None if ema is None else ema.state_dict()})
     if best_state is not None:
         field.load_state_dict(best_state)
     field.eval()

@@ -14,6 +14,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from macrodyn.io import load_torch, save_torch
+
 
 @dataclass(frozen=True)
 class AdamW:
@@ -112,6 +114,17 @@ class Checkpointing:
 
     path: Path
     every: int = 50
+
+    def saved(self) -> dict | None:
+        """The state an earlier (killed) fit saved, or None."""
+        return load_torch(self.path) if Path(self.path).exists() else None
+
+    def due(self, epochs_done: int) -> bool:
+        """Whether a state is saved after ``epochs_done`` epochs."""
+        return epochs_done % self.every == 0
+
+    def save(self, state: dict) -> None:
+        save_torch(state, self.path)
 
 
 @dataclass(frozen=True)
