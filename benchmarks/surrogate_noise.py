@@ -11,7 +11,15 @@ the spread of the exact rate, where 0 means exact labels. It also records the sh
 that the scaled surrogate explains, its scale β, and the seconds of one full evaluation per
 configuration of the system and of the surrogate.
 
+On a force-budget study (``--study``, e.g. configs/lj_scaling_surrogate.yaml, at ``--size``, on
+the study's shared run ``WORK/<size key>/shared``) the same is measured for L_x,p with the study's
+labelled units per configuration (and 1/4 … 4 times as many), with the study's surrogate at each
+value of ``--vary KEY=V1,V2`` (e.g. ``cutoff=1.5,2.0``). Its records replace those of the same
+system and size in the JSON, so the Allen–Cahn records and each size's are measured apart.
+
     python benchmarks/surrogate_noise.py [--configs 64] [--coarsen 2 4] [--work runs/estimators]
+    python benchmarks/surrogate_noise.py --study configs/lj_scaling_surrogate.yaml --size 51200 \
+        --vary cutoff=1.5,2.0 --configs 16 --work runs/lj_surrogate
     python benchmarks/surrogate_noise.py --smoke [--out DIR]
     python benchmarks/surrogate_noise.py --analyse-only
 
@@ -24,7 +32,7 @@ import time
 
 import numpy as np
 
-from common import CONFIGS, need_results, parse, parser, print_table, tiny, write_results
+from common import CONFIGS, need_results, parse, parser, print_table, read_records, tiny, tiny_study, write_results
 from macrodyn import keys as K
 from macrodyn import load_config
 from macrodyn.config import build_surrogate, parse_config
@@ -32,7 +40,7 @@ from macrodyn.data.store import ChunkedTable
 from macrodyn.model.steps import pick
 from macrodyn.run.closure import load_closure
 from macrodyn.run.pool import snapshot_pool
-from macrodyn.study import prepare_shared, shared_folder
+from macrodyn.study import load_study, point_config, prepare_shared, shared_folder, size_key
 from macrodyn.study.advise import candidates, estimator_noise, surrogate_control
 from macrodyn.training.noise import exact_rates
 
@@ -49,25 +57,40 @@ def seconds_per_config(system, x: np.ndarray) -> tuple[np.ndarray, float]:
     return f, (time.perf_counter() - t) / len(x)
 
 
-def with_surrogate(cfg, coarsen: int):
-    """``cfg`` with the coarse-grid surrogate (``training.control: surrogate``)."""
+def with_surrogate(cfg, surrogate: dict):
+    """``cfg`` with the surrogate control and the surrogate section ``surrogate`` ({name, params})."""
     d = cfg.model_dump()
-    d["training"].update(control="surrogate", surrogate={"name": "allen_cahn_coarse",
-                                                                  "params": {"coarsen": coarsen}})
-    return parse_config(d, f"surrogate coarsen {coarsen}")
+    d["training"].update(control="surrogate", surrogate=surrogate)
+    return parse_config(d, f"surrogate {surrogate}")
 
 
-def measure(cfg, work, n_configs: int, coarsens: list[int], draws: int) -> list[dict]:
-    run = prepare_shared(cfg, shared_folder(work, SYSTEM))
+def coarse_surrogates(coarsens: list[int]) -> dict[str, dict]:
+    """Allen–Cahn's surrogates: the equation on a grid ``c`` times coarser."""
+    return {f"coarsen {c}": {"name": "allen_cahn_coarse", "params": {"coarsen": c}} for c in coarsens}
+
+
+def varied_surrogates(cfg, vary: str) -> dict[str, dict]:
+    """The config's own surrogate with one parameter at each value of ``KEY=V1,V2,...``."""
+    key, _, values = vary.partition("=")
+    if not key or not values:
+        raise SystemExit(f"--vary {vary!r}: give KEY=V1,V2 (e.g. cutoff=1.5,2.0)")
+    base = cfg.training.surrogate.model_dump() if cfg.training.surrogate else {"params": {}}
+    return {f"{key} {v}": {**base, "params": {**(base.get("params") or {}), key: float(v)}}
+            for v in values.split(",")}
+
+
+def measure(cfg, run, n_configs: int, surrogates: dict[str, dict], draws: int) -> list[dict]:
+    """Records of plain L_x,p (p/4 … 4p of ``cfg.training.p``) and of each with each surrogate,
+    on ``n_configs`` training snapshots of ``run`` (its trajectories and closure)."""
     where = pick(snapshot_pool(run), n_configs, np.random.default_rng(cfg.seed), run.n_saved)
     x = np.asarray(ChunkedTable.open(run.store, "train").gather(K.TRAJ, where), dtype=np.float64)
     system = run.system
     f, force_s = seconds_per_config(system, x)
     J, exact = exact_rates(load_closure(run), x, f)
-    base = {"system": SYSTEM, "n": system.n_units, "force_seconds": force_s, "configs": len(x)}
+    base = {"system": cfg.system.name, "n": system.n_units, "force_seconds": force_s, "configs": len(x)}
     records = []
-    for i, c in enumerate(coarsens):
-        cfg_c = with_surrogate(cfg, c)
+    for i, (label, spec) in enumerate(surrogates.items()):
+        cfg_c = with_surrogate(cfg, spec)
         surrogate = build_surrogate(cfg_c)
         s, sur_s = seconds_per_config(surrogate, x)
         control, beta = surrogate_control(surrogate, s, f)
@@ -77,10 +100,23 @@ def measure(cfg, work, n_configs: int, coarsens: list[int], draws: int) -> list[
         noise = estimator_noise(J, exact, system, f, cands, draws, cfg.seed, control)
         for name, t, k, uses in cands:
             records.append({**base, "estimator": name, "p": t["p"], "units": k,
-                            "surrogate": f"coarsen {c}" if uses else None, "relative_noise": noise[name],
+                            "surrogate": label if uses else None, "relative_noise": noise[name],
                             "explained": explained if uses else None, "beta": float(beta[0]) if uses else None,
                             "surrogate_seconds": sur_s if uses else None})
     return records
+
+
+def study_run(path, size: int, work):
+    """The study's L_x,p config at ``size`` (p: its units per configuration) and its shared run."""
+    study = load_study(path)
+    cfg = point_config(study, size, "L_xp", 1)
+    return cfg, prepare_shared(point_config(study, size), shared_folder(work, size_key(study, size)))
+
+
+def merged(old: list[dict], new: list[dict]) -> list[dict]:
+    """``old`` without the records of the systems and sizes that ``new`` measured, then ``new``."""
+    done = {(r["system"], r["n"]) for r in new}
+    return [r for r in old if (r["system"], r["n"]) not in done] + new
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,14 +125,29 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--configs", type=int, default=64, help="snapshots with every force computed")
     ap.add_argument("--coarsen", type=int, nargs="+", default=[2, 4], help="coarsenings of the surrogate")
     ap.add_argument("--draws", type=int, default=20, help="subsets drawn per configuration and estimator")
+    ap.add_argument("--study", help="a force-budget study YAML: measure at --size on its shared run instead")
+    ap.add_argument("--size", type=int, help="with --study: the size")
+    ap.add_argument("--vary", default=None, help="with --study: KEY=V1,V2 of the study's surrogate's params")
     args = parse(ap, argv)
     if args.analyse_only:
         return analyse(need_results(args.out, NAME))
-    cfg = load_config(args.config)
-    if args.smoke:  # 12 × 12 grid, a one-epoch closure
-        cfg, args.configs, args.coarsen, args.draws = tiny(cfg, snapshots=20), 8, [2], 4
-    records = measure(cfg, args.work, args.configs, args.coarsen, args.draws)
-    write_results(args.out, NAME, records, config=str(args.config), draws=args.draws)
+    if args.smoke:  # Allen–Cahn on a 12 × 12 grid, then a predator–prey study of 8 species
+        cfg = tiny(load_config(args.config), snapshots=20)
+        records = measure(cfg, prepare_shared(cfg, shared_folder(args.work, SYSTEM)), 8, coarse_surrogates([2]), 4)
+        study = tiny_study(args.work / "study.yaml", {"control": "surrogate", "surrogate": {"params": {"a": 2.9}}})
+        cfg, run = study_run(study, 8, args.work / "study")
+        records += measure(cfg, run, 8, varied_surrogates(cfg, "a=2.9,2.5"), 4)
+    elif args.study:
+        if args.size is None or args.vary is None:
+            ap.error("--study needs --size and --vary")
+        cfg, run = study_run(args.study, args.size, args.work)
+        records = measure(cfg, run, args.configs, varied_surrogates(cfg, args.vary), args.draws)
+    else:
+        cfg = load_config(args.config)
+        records = measure(cfg, prepare_shared(cfg, shared_folder(args.work, SYSTEM)), args.configs,
+                          coarse_surrogates(args.coarsen), args.draws)
+    records = records if args.smoke else merged(read_records(args.out, NAME), records)
+    write_results(args.out, NAME, records, draws=args.draws)
     analyse(need_results(args.out, NAME))
 
 

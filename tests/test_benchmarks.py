@@ -242,3 +242,23 @@ def test_estimator_independent_starts_drop_the_shared_microstate(monkeypatch):
     fixed = est.variant(ac, "allen_cahn_fixed_epochs")  # no early stopping, all else equal
     assert ac.training.stop_patience and fixed.training.stop_patience is None and est.starts(ac) == "shared"
     assert fixed.model_dump(exclude={"name", "training"}) == ac.model_dump(exclude={"name", "training"})
+
+
+def test_surrogate_noise_varies_one_parameter_and_keeps_other_sizes(monkeypatch):
+    """surrogate_noise.py --study: the study's own surrogate with one parameter changed per value,
+    and a size's new records replace only that system and size's."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    sn = importlib.import_module("surrogate_noise")
+    from macrodyn.study import load_study, point_config
+
+    cfg = point_config(load_study(ROOT / "configs" / "lj_scaling_surrogate.yaml"), 800, "L_xp", 1)
+    variants = sn.varied_surrogates(cfg, "cutoff=1.5,2.0")
+    assert list(variants) == ["cutoff 1.5", "cutoff 2.0"]
+    assert [v["params"] for v in variants.values()] == [{"cutoff": 1.5}, {"cutoff": 2.0}]
+    assert sn.with_surrogate(cfg, variants["cutoff 2.0"]).training.surrogate.params == {"cutoff": 2.0}
+    with pytest.raises(SystemExit, match="KEY=V1,V2"):
+        sn.varied_surrogates(cfg, "cutoff")
+    old = [{"system": "allen_cahn", "n": 4096, "v": 1}, {"system": "lennard_jones", "n": 800, "v": 1},
+           {"system": "lennard_jones", "n": 6400, "v": 1}]
+    new = [{"system": "lennard_jones", "n": 800, "v": 2}]
+    assert sn.merged(old, new) == [old[0], old[2], new[0]]
