@@ -24,7 +24,8 @@ study); this script then only reads them back. Writes OUT/force_budget_study_ful
 - ``points``, ``labelling_points`` and ``labelling_ratio_L_z_over_L_xp`` as in the study's JSON.
 
 Figures: OUT/force_budget_full_evaluations.png (all sizes, with the paper's, and the surrogate
-study's L_x,p points from OUT/force_budget_study_surrogate.json when it is there) and
+studies' L_x,p points from OUT/force_budget_study_surrogate.json and
+OUT/force_budget_study_surrogate_2sigma.json when they are there) and
 OUT/force_budget_full_stages.png (seconds per stage vs size).
 
     python benchmarks/force_budget_full.py [--size 21600 --size 51200] [--no-plain]
@@ -41,8 +42,9 @@ from macrodyn.study import (labelling_ratio, load_study, plot_evaluations, run_s
 
 NAME = "force_budget_study_full"
 EARLIER = ("force_budget_study", "force_budget_study_control")
-#: studies drawn beside this one in its figure (L_x,p with the surrogate control: its own config)
-BESIDE = ("force_budget_study_surrogate",)
+#: studies drawn beside this one in its figure, results file -> how the legend names their control
+#: (L_x,p with the surrogate control, each its own config: a 1.5σ and a 2.0σ truncated LJ)
+BESIDE = {"force_budget_study_surrogate": "surrogate 1.5σ", "force_budget_study_surrogate_2sigma": "surrogate 2.0σ"}
 RECORD = ["n_atoms", "loss", "control", "evaluations_to_tol", "configs_to_tol", "error_at_tol", "error_at_tol_std",
           "largest_tried_evaluations", "best_error", "reference_evaluations_to_tol", "source"]
 
@@ -115,8 +117,8 @@ def main(argv: list[str] | None = None) -> None:
 def analyse(doc: dict, out: Path) -> list[Path]:
     """The figures of OUT/force_budget_study_full.json and its tables; the evaluations figure also
     draws the L_x,p points of the studies in ``BESIDE`` that OUT holds (their own configs and JSON)."""
-    beside = [r for name in BESIDE for r in (read_results(out, name) or {"records": []})["records"]
-              if r["loss"] == "L_xp"]
+    beside = [{**r, "control": label} for name, label in BESIDE.items()
+              for r in (read_results(out, name) or {"records": []})["records"] if r["loss"] == "L_xp"]
     figures = [plot_evaluations(doc["records"] + beside, out / "force_budget_full_evaluations.png"),
                plot_stages(doc["sizes"], out / "force_budget_full_stages.png")]
     print_table(doc["records"], RECORD[:-1])

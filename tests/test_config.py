@@ -83,13 +83,15 @@ def test_scaling_study_variants_differ_in_the_control_alone():
 
     control_fields = {"control", "control_window", "surrogate"}
     dumps = {}
-    for name in ("lj_scaling_control", "lj_scaling_surrogate"):
+    names = ("lj_scaling_control", "lj_scaling_surrogate", "lj_scaling_surrogate_2sigma")
+    for name in names:
         d = load_study(_ROOT / "configs" / f"{name}.yaml").model_dump()
         dumps[name] = {**d, "run": {**d["run"], "training": {k: v for k, v in d["run"]["training"].items()
                                                               if k not in control_fields}}}
-    assert dumps["lj_scaling_control"] == dumps["lj_scaling_surrogate"]
-    sur = load_study(_ROOT / "configs" / "lj_scaling_surrogate.yaml").run.training
-    assert sur.control == "surrogate" and sur.surrogate.params == {"cutoff": 1.5}
+    assert all(dumps[name] == dumps["lj_scaling_control"] for name in names)
+    for name, cutoff in (("lj_scaling_surrogate", 1.5), ("lj_scaling_surrogate_2sigma", 2.0)):
+        sur = load_study(_ROOT / "configs" / f"{name}.yaml").run.training
+        assert sur.control == "surrogate" and sur.surrogate.params == {"cutoff": cutoff}
 
 
 def test_shipped_runs_pass_the_pre_checks():
