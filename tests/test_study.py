@@ -303,3 +303,21 @@ def test_a_study_killed_at_any_stage_resumes_to_the_same_records(tmp_path):
     records = [[{k: v for k, v in r.items() if not k.endswith("seconds")}  # wall times differ, nothing else may
                 for r in json.loads((f / "study.json").read_text())["records"]] for f in (ref, out)]
     assert records[0] == records[1]
+
+
+def test_processes_on_one_folder_keep_each_others_sizes_and_losses(tmp_path):
+    """Two runs on one study folder (one per size, as parallel processes run it): study.json holds
+    both sizes' points and records, in the study's size order, whichever wrote last; a rerun of a
+    size replaces that size's points instead of repeating them."""
+    study = ForceBudgetStudy.model_validate({**STUDY, "losses": ["L_xp"], "e_tol": 1.0e9})
+    twelve = run_study(study, tmp_path, sizes=[12], progress=False)
+    eight = run_study(study, tmp_path, sizes=[8], progress=False)  # returns its own size's summary
+    assert [r["n_atoms"] for r in eight["records"]] == [8]
+    on_disk = json.loads((tmp_path / "study.json").read_text())
+    assert on_disk["records"] == eight["records"] + twelve["records"]  # the study's size order
+    assert on_disk["points"] == eight["points"] + twelve["points"]
+    run_study(study, tmp_path, sizes=[12], progress=False)  # read back, not repeated
+    assert json.loads((tmp_path / "study.json").read_text())["points"] == on_disk["points"]
+    (tmp_path / "study.json").write_text("{not json")  # damaged: rebuilt from what this run holds
+    run_study(study, tmp_path, sizes=[8], progress=False)
+    assert [p["n_atoms"] for p in json.loads((tmp_path / "study.json").read_text())["points"]] == [8]

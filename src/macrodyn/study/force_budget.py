@@ -21,14 +21,14 @@ from tqdm.auto import tqdm
 
 from macrodyn.config import RunConfig, TrainingConfig, parse_config, read_yaml, validate
 from macrodyn.data.store import ChunkedTable
-from macrodyn.io import save_json
+from macrodyn.io import load_json, save_json
 from macrodyn.model.steps import n_saved
 from macrodyn.pipeline import share_stages
 from macrodyn.errors import InputError
 from macrodyn.preflight import bytes_under, estimate, existing_parent, fmt_bytes
 from macrodyn.run import Run
 from macrodyn.run.label import label_stage
-from macrodyn.study.grid import GridPoint, fit_steps, prepare_shared, run_grid, shared_folder
+from macrodyn.study.grid import GridPoint, fit_steps, locked, prepare_shared, run_grid, shared_folder
 from macrodyn.study.reference import reference
 from macrodyn.systems.registry import SYSTEMS, build_system
 
@@ -149,7 +149,8 @@ POINT_TRAINING = {
 def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None = None,
               progress: bool = True, label_only: bool = False, losses: list[str] | None = None,
               label_configs: list[int] | None = None) -> dict:
-    """Run (or resume) the study; returns and writes ``out/study.json``.
+    """Run (or resume) the study; returns the summary of this call's sizes and losses and writes
+    ``out/study.json`` (with the points other calls on ``out`` left there, see :func:`save_study`).
 
     ``label_only``: simulate and label the training-set sizes ``label_configs`` (default:
     all) of every loss, time the labelling, and train nothing (the labelling-cost half).
@@ -180,11 +181,29 @@ def run_study(study: ForceBudgetStudy, out: str | Path, sizes: list[int] | None 
 
                 search(study, train, points)
             bar.update()
-            save_json(summarise(study, points, out), out / "study.json")
+            save_study(study, out, points, sizes, losses)
     bar.close()
-    result = summarise(study, points, out)
-    save_json(result, out / "study.json")
-    plot_study(result, out / "figures")
+    plot_study(save_study(study, out, points, sizes, losses), out / "figures")
+    return summarise(study, points, out)
+
+
+def save_study(study: ForceBudgetStudy, out: Path, points: list[dict], sizes: list[int], losses: list[str]) -> dict:
+    """Write and return ``out/study.json`` for ``points`` (of ``sizes`` × ``losses``) and the points
+    it already holds for the study's other sizes and losses: those of another process on the same
+    folder (one per loss, or per group of sizes), which a plain write would drop. Points are in
+    the study's size order."""
+    path = out / "study.json"
+    with locked(out / "study.json.lock"):
+        try:
+            held = load_json(path)["points"] if path.exists() else []
+        except (InputError, KeyError, TypeError):  # damaged: rebuilt from this process's points
+            held = []
+        ran = {(n, loss) for n in sizes for loss in losses}
+        others = [q for q in held if (q["n_atoms"], q["loss"]) not in ran
+                  and q["n_atoms"] in study.sizes and q["loss"] in study.losses]
+        order = {n: i for i, n in enumerate(study.sizes)}
+        result = summarise(study, sorted(others + points, key=lambda q: order.get(q["n_atoms"], len(order))), out)
+        save_json(result, path)
     return result
 
 

@@ -133,7 +133,7 @@ def prepare_shared(shared: RunConfig | str | Path, folder: str | Path | None = N
         folder = Path(shared)
     folder.parent.mkdir(parents=True, exist_ok=True)
     real = folder.resolve()  # a linked shared folder (another study's) is locked where it lives
-    with _locked(real.parent / f"{real.name}.lock"):
+    with locked(real.parent / f"{real.name}.lock"):
         run = (Run.create(shared, folder, progress=progress) if isinstance(shared, RunConfig)
                else Run.open(folder, progress=progress))
         simulate(run)
@@ -197,7 +197,7 @@ def _check_sections(point: GridPoint, shared: Run) -> None:
 
 
 @contextmanager
-def _locked(path: Path):
+def locked(path: Path):
     """An exclusive lock on ``path`` (POSIX ``flock``, waiting for it; released when the process dies)."""
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
