@@ -31,6 +31,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import yaml
 
 from common import CONFIGS, need_results, parse, parser, print_table, read_records, tiny, tiny_study, write_results
 from macrodyn import keys as K
@@ -70,12 +71,13 @@ def coarse_surrogates(coarsens: list[int]) -> dict[str, dict]:
 
 
 def varied_surrogates(cfg, vary: str) -> dict[str, dict]:
-    """The config's own surrogate with one parameter at each value of ``KEY=V1,V2,...``."""
+    """The config's own surrogate with one parameter at each value of ``KEY=V1,V2,...`` (each read
+    as a YAML scalar, so ``coarsen=2,4`` stays integer)."""
     key, _, values = vary.partition("=")
     if not key or not values:
         raise SystemExit(f"--vary {vary!r}: give KEY=V1,V2 (e.g. cutoff=1.5,2.0)")
     base = cfg.training.surrogate.model_dump() if cfg.training.surrogate else {"params": {}}
-    return {f"{key} {v}": {**base, "params": {**(base.get("params") or {}), key: float(v)}}
+    return {f"{key} {v}": {**base, "params": {**(base.get("params") or {}), key: yaml.safe_load(v)}}
             for v in values.split(",")}
 
 

@@ -21,6 +21,8 @@ import json
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -130,3 +132,16 @@ def read_holder(path: str | Path, tries: int = 5) -> dict | None:
             pass
         time.sleep(0.02 * (i + 1))
     return None
+
+
+@contextmanager
+def locked(path: str | Path) -> Iterator[None]:
+    """An exclusive lock on the file ``path`` that waits for its holder, unlike :class:`RunLock`
+    (POSIX ``flock``; released when the process dies): for short shared writes such as a study's
+    shared run or its ``study.json``."""
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -100,9 +100,9 @@ class Run:
     def clean_temporary(self) -> list[Path]:
         """Remove what a killed process left: half-written files of atomic writes (``.NAME.*.partial``)
         and the epoch checkpoint of a closure or member whose final file exists. Returns what was removed."""
-        gone = [p for folder in (self.out, self.out / "dynamics") if folder.is_dir()
-                for p in folder.glob(".*.partial")]
-        gone += [p for folder in (self.out, self.out / "dynamics") for p in folder.glob("*.partial.pt")
+        folders = [f for f in (self.out, self.out / "dynamics") if f.is_dir()]
+        gone = [p for f in folders for p in f.glob(".*.partial")]
+        gone += [p for f in folders for p in f.glob("*.partial.pt")
                  if p.with_name(p.name.replace(".partial.pt", ".pt")).exists()]
         for p in gone:
             p.unlink(missing_ok=True)

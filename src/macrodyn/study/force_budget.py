@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from tqdm.auto import tqdm
 
 from macrodyn.config import RunConfig, TrainingConfig, parse_config, read_yaml, validate
+from macrodyn.data.lock import locked
 from macrodyn.data.store import ChunkedTable
 from macrodyn.io import load_json, save_json
 from macrodyn.model.steps import n_saved
@@ -28,7 +29,7 @@ from macrodyn.errors import InputError
 from macrodyn.preflight import bytes_under, estimate, existing_parent, fmt_bytes
 from macrodyn.run import Run
 from macrodyn.run.label import label_stage
-from macrodyn.study.grid import GridPoint, fit_steps, locked, prepare_shared, run_grid, shared_folder
+from macrodyn.study.grid import GridPoint, fit_steps, prepare_shared, run_grid, shared_folder
 from macrodyn.study.reference import reference
 from macrodyn.systems.registry import SYSTEMS, build_system
 

@@ -24,15 +24,14 @@ Example::
 """
 from __future__ import annotations
 
-import fcntl
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from macrodyn.config import RunConfig
+from macrodyn.data.lock import locked
 from macrodyn.errors import InputError
 from macrodyn.io import load_json
 from macrodyn.pipeline import run_on_shared
@@ -196,12 +195,3 @@ def _check_sections(point: GridPoint, shared: Run) -> None:
                          f"{shared.out} (a point trains on its data key's trajectories and closure)")
 
 
-@contextmanager
-def locked(path: Path):
-    """An exclusive lock on ``path`` (POSIX ``flock``, waiting for it; released when the process dies)."""
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
