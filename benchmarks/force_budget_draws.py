@@ -16,7 +16,8 @@ control, n_configs, seed, force_evaluations, rollout_rel_error, surrogate_force_
 surrogate_seconds``, a summary per point (mean,
 std and min/max over seeds, how many seeds reach e_tol), and OUT/force_budget_draws.png
 (``--name``: another file, e.g. for the control-variate study). Each invocation adds to the
-JSON (one size per invocation; run them one after another, not at once). A finished
+JSON (one size per invocation; invocations for different sizes may run at once: each write
+merges the file's records under a lock in the work folder). A finished
 (point, seed) is read back, not retrained.
 
     python benchmarks/force_budget_draws.py --size 6400 \\
@@ -31,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from common import CONFIGS, need_results, parse, parser, print_table, read_records, tiny_study, write_results
+from macrodyn.data.lock import locked
 from macrodyn.io import load_json
 from macrodyn.study import GridPoint, iter_grid, load_study, point_config, size_key
 
@@ -53,6 +55,11 @@ def draw_record(study, size: int, loss: str, n_configs: int, seed: int, m: dict)
             "surrogate_seconds": m.get("surrogate_seconds"), "e_tol": study.e_tol}
 
 
+def key(r: dict) -> tuple:
+    """A record's point and seed."""
+    return r["n_atoms"], r["loss"], r["n_configs"], r["seed"]
+
+
 def summary(records: list[dict], e_tol: float) -> list[dict]:
     out = []
     keys = dict.fromkeys((r["n_atoms"], r["loss"], r["n_configs"]) for r in records)
@@ -62,6 +69,34 @@ def summary(records: list[dict], e_tol: float) -> list[dict]:
         out.append({"n_atoms": n_atoms, "loss": loss, "n_configs": n_configs, "seeds": len(e),
                     "mean": float(e.mean()), "std": float(e.std()), "min": float(e.min()), "max": float(e.max()),
                     "seeds_within_tol": int((e <= e_tol).sum())})
+    return out
+
+
+def over_draws(records: list[dict], e_tol: float) -> dict:
+    """Per loss, each size's evaluations to ``e_tol`` counted by the mean over seeds (the smallest
+    redrawn point whose mean is within it; ``below``: the redrawn points under it, all above), and
+    the largest over the smallest of those across sizes (``spread``). A size whose redrawn points
+    all miss has no answer (None)."""
+    rows = summary(records, e_tol)
+    evals = {(r["n_atoms"], r["loss"], r["n_configs"]): r["force_evaluations"] for r in records}
+    out = {}
+    for loss in dict.fromkeys(r["loss"] for r in rows):
+        sizes = {}
+        for n_atoms in sorted({r["n_atoms"] for r in rows if r["loss"] == loss}):
+            pts = sorted((r for r in rows if (r["n_atoms"], r["loss"]) == (n_atoms, loss)),
+                         key=lambda r: r["n_configs"])
+            first = next((r for r in pts if r["mean"] <= e_tol), None)
+            if first is None:
+                sizes[str(n_atoms)] = {"n_configs": None, "evaluations_to_tol": None, "mean": None, "seeds": None,
+                                       "below": []}
+                continue
+            sizes[str(n_atoms)] = {
+                "n_configs": first["n_configs"], "evaluations_to_tol": evals[(n_atoms, loss, first["n_configs"])],
+                "mean": first["mean"], "seeds": first["seeds"],
+                "below": [{"n_configs": r["n_configs"], "mean": r["mean"], "seeds": r["seeds"]}
+                          for r in pts if r["n_configs"] < first["n_configs"]]}
+        found = [v["evaluations_to_tol"] for v in sizes.values() if v["evaluations_to_tol"]]
+        out[loss] = {"sizes": sizes, "spread": max(found) / min(found) if found else None}
     return out
 
 
@@ -96,7 +131,21 @@ def analyse(doc: dict, figure: Path) -> Path:
     e_tol = doc["records"][0]["e_tol"] if doc["records"] else 0.0
     print_table(summary(doc["records"], e_tol), ["n_atoms", "loss", "n_configs", "seeds", "mean", "std", "min", "max",
                                                  "seeds_within_tol"])
+    for loss, v in over_draws(doc["records"], e_tol).items():
+        answers = ", ".join(f"{n}: {a['evaluations_to_tol']}" for n, a in v["sizes"].items())
+        spread = "-" if v["spread"] is None else f"{v['spread']:.2f}x"
+        print(f"{loss}, evaluations to e_tol by the mean over seeds: {answers} (largest / smallest {spread})")
     return plot(doc["records"], e_tol, figure)
+
+
+def save(out: Path, name: str, work: Path, done: dict, e_tol: float, note: str) -> None:
+    """Write OUT/NAME.json from ``done`` (``{key: record}``, updated in place) and the records
+    another invocation (another size) wrote meanwhile, under a lock in ``work``."""
+    with locked(Path(work) / f".{name}.lock"):
+        done.update({key(r): r for r in read_records(out, name) if key(r) not in done})
+        records = sorted(done.values(), key=key)
+        write_results(out, name, records, summary=summary(records, e_tol), over_draws=over_draws(records, e_tol),
+                      note=note)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -117,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         ap.error("--size, --point and --seed are required")
     study = load_study(args.config)
     data = size_key(study, args.size)
-    done = {(r["n_atoms"], r["loss"], r["n_configs"], r["seed"]): r for r in read_records(args.out, args.name)}
+    done = {key(r): r for r in read_records(args.out, args.name)}
     points = []
     for spec in args.point:
         loss, n = spec.split(":")
@@ -132,17 +181,13 @@ def main(argv: list[str] | None = None) -> None:
                                     tags={"loss": loss, "n_configs": int(n), "seed": seed}))
     note = f"one member per seed; seed {study.run.seed} is the study's point (member 0) where it was trained"
 
-    def write() -> None:
-        records = sorted(done.values(), key=lambda r: (r["n_atoms"], r["loss"], r["n_configs"], r["seed"]))
-        write_results(args.out, args.name, records, summary=summary(records, study.e_tol), note=note)
-
-    write()
+    save(args.out, args.name, args.work, done, study.e_tol, note)
     for res in iter_grid(points, {data: point_config(study, args.size)}, args.work, desc="draws"):
         t = res.point.tags
         rec = draw_record(study, args.size, t["loss"], t["n_configs"], t["seed"], res.metrics)
         done[(args.size, t["loss"], t["n_configs"], t["seed"])] = rec
         print(f"{args.size} {t['loss']} {t['n_configs']} seed {t['seed']}: {rec['rollout_rel_error']:.2e}", flush=True)
-        write()
+        save(args.out, args.name, args.work, done, study.e_tol, note)
     analyse(need_results(args.out, args.name), args.out / f"{args.name}.png")
 
 

@@ -262,3 +262,48 @@ def test_surrogate_noise_varies_one_parameter_and_keeps_other_sizes(monkeypatch)
            {"system": "lennard_jones", "n": 6400, "v": 1}]
     new = [{"system": "lennard_jones", "n": 800, "v": 2}]
     assert sn.merged(old, new) == [old[0], old[2], new[0]]
+
+
+def test_draws_answer_by_the_mean_over_seeds(monkeypatch):
+    """force_budget_draws.py: a size's evaluations to e_tol are those of its smallest redrawn point
+    whose mean over seeds is within e_tol (a lucky seed does not count), and the spread is the
+    largest such answer over the smallest; a size whose points all miss has none."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    dr = importlib.import_module("force_budget_draws")
+
+    def rec(n, configs, seed, err):
+        return {"n_atoms": n, "loss": "L_xp", "n_configs": configs, "seed": seed, "rollout_rel_error": err,
+                "force_evaluations": 50 * configs}
+
+    records = [rec(800, 500, 1, 2.0e-3), rec(800, 500, 2, 4.6e-3),  # one seed within, mean 3.3e-3: above
+               rec(800, 1000, 1, 2.0e-3), rec(800, 1000, 2, 2.4e-3),
+               rec(51200, 1000, 1, 3.5e-3), rec(51200, 2000, 1, 2.9e-3), rec(51200, 2000, 2, 3.1e-3),
+               rec(6400, 500, 1, 4e-3)]
+    got = dr.over_draws(records, 3e-3)["L_xp"]
+    assert got["sizes"]["800"]["evaluations_to_tol"] == 50_000
+    assert got["sizes"]["800"]["below"] == [{"n_configs": 500, "mean": pytest.approx(3.3e-3), "seeds": 2}]
+    assert got["sizes"]["51200"]["evaluations_to_tol"] == 100_000 and got["sizes"]["51200"]["seeds"] == 2
+    assert got["sizes"]["6400"]["evaluations_to_tol"] is None
+    assert got["spread"] == pytest.approx(2.0)
+
+
+def test_draws_of_two_sizes_at_once_keep_each_others_records(monkeypatch, tmp_path):
+    """force_budget_draws.py: two invocations (two sizes) write one results file; each write keeps
+    the records the other added since it started."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    dr = importlib.import_module("force_budget_draws")
+
+    def rec(n, seed):
+        return {"n_atoms": n, "loss": "L_xp", "n_configs": 500, "seed": seed, "rollout_rel_error": 1e-3,
+                "force_evaluations": 25_000}
+
+    small, large = {}, {}  # each invocation's records, both started on an empty file
+    small[dr.key(rec(800, 1))] = rec(800, 1)
+    dr.save(tmp_path, "d", tmp_path, small, 3e-3, "")
+    large[dr.key(rec(51200, 1))] = rec(51200, 1)
+    dr.save(tmp_path, "d", tmp_path, large, 3e-3, "")
+    small[dr.key(rec(800, 2))] = rec(800, 2)
+    dr.save(tmp_path, "d", tmp_path, small, 3e-3, "")
+    doc = json.loads((tmp_path / "d.json").read_text())
+    assert [(r["n_atoms"], r["seed"]) for r in doc["records"]] == [(800, 1), (800, 2), (51200, 1)]
+    assert doc["over_draws"]["L_xp"]["spread"] == 1.0
