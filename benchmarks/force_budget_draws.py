@@ -27,6 +27,7 @@ merges the file's records under a lock in the work folder). A finished
 """
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +73,20 @@ def summary(records: list[dict], e_tol: float) -> list[dict]:
     return out
 
 
+def crossing(above: dict, within: dict, e_tol: float) -> float:
+    """The configurations where the mean error reaches ``e_tol``, on the straight line in log-log
+    through a point above it and the next point within it (the grid steps by 2x, so its answer
+    alone can overstate the need by up to 2x)."""
+    slope = math.log(above["mean"] / within["mean"]) / math.log(within["n_configs"] / above["n_configs"])
+    return above["n_configs"] * (above["mean"] / e_tol) ** (1 / slope)
+
+
 def over_draws(records: list[dict], e_tol: float) -> dict:
     """Per loss, each size's evaluations to ``e_tol`` counted by the mean over seeds (the smallest
-    redrawn point whose mean is within it; ``below``: the redrawn points under it, all above), and
-    the largest over the smallest of those across sizes (``spread``). A size whose redrawn points
-    all miss has no answer (None)."""
+    redrawn point whose mean is within it; ``below``: the redrawn points under it, all above;
+    ``interpolated_evaluations``: where the mean crosses ``e_tol`` between the last of those and
+    it, see :func:`crossing`), and the largest over the smallest of those across sizes (``spread``,
+    ``spread_interpolated``). A size whose redrawn points all miss has no answer (None)."""
     rows = summary(records, e_tol)
     evals = {(r["n_atoms"], r["loss"], r["n_configs"]): r["force_evaluations"] for r in records}
     out = {}
@@ -88,15 +98,19 @@ def over_draws(records: list[dict], e_tol: float) -> dict:
             first = next((r for r in pts if r["mean"] <= e_tol), None)
             if first is None:
                 sizes[str(n_atoms)] = {"n_configs": None, "evaluations_to_tol": None, "mean": None, "seeds": None,
-                                       "below": []}
+                                       "below": [], "interpolated_evaluations": None}
                 continue
+            below = [r for r in pts if r["n_configs"] < first["n_configs"]]
+            per_config = evals[(n_atoms, loss, first["n_configs"])] / first["n_configs"]
             sizes[str(n_atoms)] = {
                 "n_configs": first["n_configs"], "evaluations_to_tol": evals[(n_atoms, loss, first["n_configs"])],
                 "mean": first["mean"], "seeds": first["seeds"],
-                "below": [{"n_configs": r["n_configs"], "mean": r["mean"], "seeds": r["seeds"]}
-                          for r in pts if r["n_configs"] < first["n_configs"]]}
+                "below": [{"n_configs": r["n_configs"], "mean": r["mean"], "seeds": r["seeds"]} for r in below],
+                "interpolated_evaluations": per_config * crossing(below[-1], first, e_tol) if below else None}
         found = [v["evaluations_to_tol"] for v in sizes.values() if v["evaluations_to_tol"]]
-        out[loss] = {"sizes": sizes, "spread": max(found) / min(found) if found else None}
+        inter = [v.get("interpolated_evaluations") for v in sizes.values()]
+        out[loss] = {"sizes": sizes, "spread": max(found) / min(found) if found else None,
+                     "spread_interpolated": max(inter) / min(inter) if inter and all(inter) else None}
     return out
 
 
@@ -135,6 +149,10 @@ def analyse(doc: dict, figure: Path) -> Path:
         answers = ", ".join(f"{n}: {a['evaluations_to_tol']}" for n, a in v["sizes"].items())
         spread = "-" if v["spread"] is None else f"{v['spread']:.2f}x"
         print(f"{loss}, evaluations to e_tol by the mean over seeds: {answers} (largest / smallest {spread})")
+        inter = ", ".join(f"{n}: {a['interpolated_evaluations']:.3g}" if a["interpolated_evaluations"]
+                          else f"{n}: -" for n, a in v["sizes"].items())
+        spread = "-" if v["spread_interpolated"] is None else f"{v['spread_interpolated']:.2f}x"
+        print(f"{loss}, interpolated between the grid's points: {inter} (largest / smallest {spread})")
     return plot(doc["records"], e_tol, figure)
 
 

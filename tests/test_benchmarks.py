@@ -4,6 +4,7 @@ paper's reference numbers live in one data file."""
 import ast
 import importlib
 import json
+import math
 import re
 import subprocess
 import sys
@@ -285,6 +286,12 @@ def test_draws_answer_by_the_mean_over_seeds(monkeypatch):
     assert got["sizes"]["51200"]["evaluations_to_tol"] == 100_000 and got["sizes"]["51200"]["seeds"] == 2
     assert got["sizes"]["6400"]["evaluations_to_tol"] is None
     assert got["spread"] == pytest.approx(2.0)
+    # where the mean crosses e_tol on the log-log line through 500 (3.3e-3) and 1 000 (2.2e-3)
+    slope = math.log(3.3 / 2.2) / math.log(2)
+    assert got["sizes"]["800"]["interpolated_evaluations"] == pytest.approx(50 * 500 * 1.1 ** (1 / slope))
+    # 51 200: 2 000 configurations average 3.0e-3, e_tol itself, so the line crosses there
+    assert got["sizes"]["51200"]["interpolated_evaluations"] == pytest.approx(50 * 2000)
+    assert got["spread_interpolated"] is None  # 6 400 has no answer
 
 
 def test_draws_of_two_sizes_at_once_keep_each_others_records(monkeypatch, tmp_path):
