@@ -75,8 +75,8 @@ def summary(records: list[dict], e_tol: float) -> list[dict]:
 
 def crossing(above: dict, within: dict, e_tol: float) -> float:
     """The configurations where the mean error reaches ``e_tol``, on the straight line in log-log
-    through a point above it and the next point within it (the grid steps by 2x, so its answer
-    alone can overstate the need by up to 2x)."""
+    through a point above it and the next point within it (a grid's answer alone can overstate
+    the need by up to its step)."""
     slope = math.log(above["mean"] / within["mean"]) / math.log(within["n_configs"] / above["n_configs"])
     return above["n_configs"] * (above["mean"] / e_tol) ** (1 / slope)
 
@@ -101,14 +101,15 @@ def over_draws(records: list[dict], e_tol: float) -> dict:
                                        "below": [], "interpolated_evaluations": None}
                 continue
             below = [r for r in pts if r["n_configs"] < first["n_configs"]]
-            per_config = evals[(n_atoms, loss, first["n_configs"])] / first["n_configs"]
+            ev = evals[(n_atoms, loss, first["n_configs"])]
             sizes[str(n_atoms)] = {
-                "n_configs": first["n_configs"], "evaluations_to_tol": evals[(n_atoms, loss, first["n_configs"])],
-                "mean": first["mean"], "seeds": first["seeds"],
+                "n_configs": first["n_configs"], "evaluations_to_tol": ev, "mean": first["mean"],
+                "seeds": first["seeds"],
                 "below": [{"n_configs": r["n_configs"], "mean": r["mean"], "seeds": r["seeds"]} for r in below],
-                "interpolated_evaluations": per_config * crossing(below[-1], first, e_tol) if below else None}
+                "interpolated_evaluations": ev / first["n_configs"] * crossing(below[-1], first, e_tol) if below
+                else None}
         found = [v["evaluations_to_tol"] for v in sizes.values() if v["evaluations_to_tol"]]
-        inter = [v.get("interpolated_evaluations") for v in sizes.values()]
+        inter = [v["interpolated_evaluations"] for v in sizes.values()]
         out[loss] = {"sizes": sizes, "spread": max(found) / min(found) if found else None,
                      "spread_interpolated": max(inter) / min(inter) if inter and all(inter) else None}
     return out
@@ -191,8 +192,8 @@ def main(argv: list[str] | None = None) -> None:
         for seed in [study.run.seed, *args.seed]:
             own = args.work / data / f"{loss}_c{n}" / "metrics.json"
             if seed == study.run.seed and own.exists():  # the study's own point
-                done[(args.size, loss, int(n), seed)] = draw_record(study, args.size, loss, int(n), seed,
-                                                                    load_json(own))
+                rec = draw_record(study, args.size, loss, int(n), seed, load_json(own))
+                done[key(rec)] = rec
                 continue
             points.append(GridPoint(f"draws/{loss}_c{n}_seed{seed}",
                                     draw_config(study, args.size, loss, int(n), seed, args.members), data,
@@ -203,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
     for res in iter_grid(points, {data: point_config(study, args.size)}, args.work, desc="draws"):
         t = res.point.tags
         rec = draw_record(study, args.size, t["loss"], t["n_configs"], t["seed"], res.metrics)
-        done[(args.size, t["loss"], t["n_configs"], t["seed"])] = rec
+        done[key(rec)] = rec
         print(f"{args.size} {t['loss']} {t['n_configs']} seed {t['seed']}: {rec['rollout_rel_error']:.2e}", flush=True)
         save(args.out, args.name, args.work, done, study.e_tol, note)
     analyse(need_results(args.out, args.name), args.out / f"{args.name}.png")
