@@ -9,8 +9,8 @@ draws and interpolated log-log where the mean error crosses e_tol:
 - predator_prey: ``predator_prey_budget.json`` (L_z; L_x,p at p = 0.2 and 0.5), e_tol 2.5e-3;
 - lj800, lj6400: the force-budget study (``force_budget_study.json`` points with the draws of
   ``force_budget_draws.json``; L_z and L_x,p with 50 atoms), e_tol 3e-3;
-- allen_cahn: L_z from ``allen_cahn_study.json`` (one budget, 2.6e6); L_x,p at p = 0.04 and
-  0.01 from ``estimators.json`` (both on one shared run, 3 draws per budget), e_tol 5e-3. An
+- allen_cahn: L_z from ``allen_cahn_study.json`` (one budget, 2.6e6); L_x,p at p = 0.04, 0.01
+  and 0.005 from ``estimators.json`` (3 draws per budget), e_tol 5e-3. An
   estimator already within e_tol at its smallest budget has ``measured_evaluations`` as an
   upper bound (``at most``).
 

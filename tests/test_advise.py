@@ -10,8 +10,8 @@ from macrodyn.cli import entry
 from macrodyn.config import load_config, parse_config
 from macrodyn.errors import InputError
 from macrodyn.run.pool import snapshot_pool
-from macrodyn.study.advise import (EXACT, Advice, Candidate, advise, candidates, configs_to_tol, pilot_points,
-                                   recommended_config)
+from macrodyn.study.advise import (EXACT, Advice, Candidate, advise, candidates, configs_to_tol,
+                                   exact_pilot_points, finer_exact, pilot_points, recommended_config)
 from tests.test_allen_cahn_pipeline import TINY as AC
 
 RUN = {"name": "tiny", "threads": 1,
@@ -97,6 +97,36 @@ def test_advise_end_to_end_measures_noise_and_writes_a_config(tmp_path, capsys):
 def test_advise_refuses_a_pilot_above_five_percent(tmp_path):
     with pytest.raises(InputError, match="pilot-fraction"):
         advise(parse_config(RUN), tmp_path / "a", 1e-3, fraction=0.2, progress=False)
+
+
+def test_finer_exact_halves_p_while_the_labels_stay_exact():
+    cfg = parse_config(RUN)
+    cands = candidates(cfg, 0.5, 64)  # plain L_x,p at 8 to 64 units
+    asked = []
+
+    def measure(c):  # exact while J⁺_I keeps full column rank: at least 3 units here
+        asked.append(c[2])
+        return 0.0 if c[2] >= 3 else 0.2
+
+    noise = {c[0]: 0.0 for c in cands}
+    finer = finer_exact(cands, noise, 64, measure)
+    assert [c[2] for c, _ in finer] == [4] and asked == [4, 2]  # 8 -> 4 exact, 2 not: stop
+    assert finer[0][0][1] == {"loss": "L_xp", "p": 0.0625, "control": "none"}
+    noisy = {**noise, "L_xp p=0.125": 1e-3}  # the smallest candidate is not exact: nothing below it is tried
+    assert finer_exact(cands, noisy, 64, measure) == [] and asked == [4, 2]
+
+
+def test_exact_pilots_train_the_configs_epochs_unless_steps_are_given():
+    cfg = parse_config(RUN)  # 20 000 evaluations, 5 %: 500 for the exact pilots, 250 configurations at 2 units
+    own = exact_pilot_points(cfg, 20_000, 0.05, 0.25, 1, None, 8, pool=10_000)
+    assert [p.tags["configs"] for p in own] == [62, 188]
+    t = cfg.training
+    for p in own:  # as the run the advice sizes: its epochs and epoch-counted patiences, whatever the set's size
+        assert (p.cfg.training.epochs, p.cfg.training.lr_patience) == (t.epochs, t.lr_patience)
+    fixed = exact_pilot_points(cfg, 20_000, 0.05, 0.25, 1, 400, 8, pool=10_000)
+    for p in fixed:  # given steps: about 400 optimiser steps each
+        per_epoch = math.ceil(round(0.9 * p.tags["configs"]) / p.cfg.training.batch_size)  # 10 % validation
+        assert 400 <= p.cfg.training.epochs * per_epoch < 400 + per_epoch
 
 
 def test_two_exact_pilots_fit_the_exponent():

@@ -28,11 +28,15 @@ the recommendation is the candidate that needs the fewest (within 10 %, the leas
 
 Where the config's L_x,p labels are exact (``r²`` below :data:`EXACT`: the forces lie in the
 span of the encoder's gradients, as on Allen–Cahn), label noise adds nothing and only the
-learning curve matters. The second half of the pilot then goes to two L_x,p runs at the
-cheapest exact ``p`` (the most configurations per evaluation), on a quarter and three quarters
-of the configurations it buys, and ``b`` is fitted through those two: the L_z run's few
-configurations sit where the error has not yet settled onto its power law, and an exponent
-fitted from there under-predicted how fast the error falls (on Allen–Cahn).
+learning curve matters. The candidates then go on below the smallest ``p``, halving it while
+the labels stay exact (:func:`finer_exact`: down to about the closure's dimension in units), and
+the second half of the pilot goes to two L_x,p runs at the cheapest exact ``p`` (the most
+configurations per evaluation), on a quarter and three quarters of the configurations it buys,
+each trained for the config's own epochs like the run the advice sizes; ``b`` is fitted through
+those two. The L_z run's few configurations sit where the error has not
+yet settled onto its power law (an exponent fitted from there under-predicted how fast the error
+falls on Allen–Cahn), and the more configurations the pilot buys, the shorter the extrapolation
+to the budget it predicts.
 
 Two extrapolations carry the prediction: ``e_z``'s power law beyond the pilot's sizes, and the
 ``1/n`` law of the noise. ``docs/choosing.md`` shows how well they held on the shipped systems.
@@ -158,14 +162,16 @@ def exact_pilot_points(cfg: RunConfig, budget: int, fraction: float, q: float, m
                        n_units: int, pool: int) -> list[GridPoint]:
     """The second half of the pilot where L_x,p's labels are exact: two L_x,p runs at ``q`` on a
     quarter and three quarters of the configurations that half buys (at most the ``pool`` of
-    training snapshots; see the module doc)."""
+    training snapshots; see the module doc). Each trains the config's own epochs over its set
+    unless ``steps`` is given: the exponent fitted through them is carried to the run the advice
+    sizes, which trains that way too (a common step count gives the smaller set more epochs than
+    such a run would, and flattens the fitted curve)."""
     k = make_loss("L_xp", q).units(n_units)
     total = min(int(SHARE * fraction * budget // k), pool)
     small = total // 4
     if small < MIN_CONFIGS:
         raise InputError(f"the exact-label pilot at p = {q:g} buys {total} configurations ({k} units each), too few "
                          f"for two runs of at least {MIN_CONFIGS}; raise --budget or --pilot-fraction.")
-    steps = steps or pilot_steps(cfg, total - small)
     return [_pilot(cfg, "L_xp", q, n, k, members, steps, f"L_xp_p{q:.4g}_c{n}") for n in (small, total - small)]
 
 
@@ -174,15 +180,17 @@ def pilot_steps(cfg: RunConfig, n_configs: int) -> int:
     return cfg.training.epochs * steps_per_epoch(cfg.training.model_dump(), n_configs)
 
 
-def _pilot(cfg: RunConfig, loss: str, p: float, n: int, units: int, members: int, steps: int,
+def _pilot(cfg: RunConfig, loss: str, p: float, n: int, units: int, members: int, steps: int | None,
            tag: str | None = None) -> GridPoint:
-    """One pilot run, named ``pilot_<tag>``: ``loss`` at ``p`` on ``n`` configurations of ``units`` evaluations each."""
+    """One pilot run, named ``pilot_<tag>``: ``loss`` at ``p`` on ``n`` configurations of ``units`` evaluations
+    each, trained for about ``steps`` optimiser steps (None: the config's epochs)."""
     tag = tag or f"{loss}_c{n}"
     d = cfg.model_dump()
     d["name"] = f"{cfg.name}_pilot_{tag}"
     d["training"].update({"loss": loss, "p": p, "budget": n * units, "members": members, "control": "none",
                           "labelling": "fixed"})
-    fit_steps(d["training"], n, steps)
+    if steps:
+        fit_steps(d["training"], n, steps)
     return GridPoint(f"pilot_{tag}", parse_config(d, "advise pilot"), tags={"loss": loss, "p": p, "configs": n})
 
 
@@ -197,6 +205,36 @@ def candidates(cfg: RunConfig, p: float, n_units: int) -> list[tuple[str, dict, 
         out.append((xp_name(q), {"loss": "L_xp", "p": q, "control": "none"}, k, False))
         if surrogate:
             out.append((f"{xp_name(q)} + surrogate", {"loss": "L_xp", "p": q, "control": "surrogate"}, k, True))
+    return out
+
+
+def finer_exact(cands: list[tuple[str, dict, int, bool]], noise: dict[str, float], n_units: int,
+                measure) -> list[tuple[tuple[str, dict, int, bool], float]]:
+    """``[(candidate, r²)]``: plain L_x,p below the smallest candidate ``p``, halving it while
+    ``measure(candidate)`` (its noise ``r²``) finds the labels exact.
+
+    Why: where every label is exact, the fewest units that still determine the rate (at least
+    the closure's dimension ``d``: ``J⁺_I`` must have full column rank) are the cheapest
+    estimator, and the exact-label pilot buys the most configurations there, so its learning
+    curve reaches closest to the budget it predicts. Nothing is added unless the smallest
+    candidate is itself exact."""
+    plain = [c for c in cands if c[2] < n_units and not c[3]]
+    if not plain:
+        return []
+    q, k = min((c[1]["p"], c[2]) for c in plain)
+    if noise[xp_name(q)] >= EXACT:
+        return []
+    out = []
+    while k > 1:
+        q /= 2
+        if (k_next := make_loss("L_xp", q).units(n_units)) == k:
+            continue
+        k = k_next
+        c = (xp_name(q), {"loss": "L_xp", "p": q, "control": "none"}, k, False)
+        r = measure(c)
+        if r >= EXACT:
+            break
+        out.append((c, r))
     return out
 
 
@@ -291,6 +329,10 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
     exact = r_xp < EXACT  # label noise adds nothing: the rest of the pilot goes to the learning curve
     notes = []
     if exact:
+        finer = finer_exact(cands, noise, n_units,
+                            lambda c: measure_noise(results[0].run, [c], draws, cfg.seed)[0][c[0]])
+        cands += [c for c, _ in finer]
+        noise.update({c[0]: r for c, r in finer})
         q = min(((k, t["p"]) for name, t, k, uses in cands if k < n_units and not uses and noise[name] < EXACT))[1]
         pool = len(snapshot_pool(results[0].shared))
         results += run_grid(exact_pilot_points(cfg, budget, fraction, q, members, steps, n_units, pool), cfg, out,
@@ -307,8 +349,8 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
         notes.append(f"L_x,p's labels are exact here (noise r² = {r_xp:.1e}: the forces lie in the span of the "
                      f"encoder's gradients); b = {curve['b']:.2f} is fitted through two L_x,p pilots at p = {q:g} "
                      f"({pilot[1]['configs']} and {pilot[2]['configs']} configurations) instead of assumed. "
-                     "Trust the choice more than the budget: the error may fall more slowly beyond the pilot's "
-                     "sizes (on our Allen-Cahn validation this design predicted 5x too few evaluations)")
+                     "Trust the choice more than the budget: a two-point curve of single fits extrapolates poorly "
+                     "(on our Allen-Cahn validation this design predicted 2.7x too many evaluations)")
     else:
         xp = pilot[1]
         curve = learning_curve(pilot[0]["configs"], pilot[0]["error"], exponent)
