@@ -265,7 +265,8 @@ def advise_cmd(config: Optional[Path] = CONFIG,
                members: Optional[int] = typer.Option(None, "--members", help="Members per pilot run (default: "
                                                      "training.members, at most 2)."),
                steps: Optional[int] = typer.Option(None, "--steps", help="Optimiser steps per pilot run (default: "
-                                                   "training.epochs over the largest pilot set)."),
+                                                   "training.epochs over the largest pilot set; with exact labels, "
+                                                   "training.epochs over each run's own set)."),
                exponent: float = typer.Option(1.0, "--exponent", help="b in the exact-label error law a n^-b "
                                               "(docs/choosing.md)."),
                out: Optional[str] = OUT,

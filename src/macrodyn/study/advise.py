@@ -33,9 +33,9 @@ the labels stay exact (:func:`finer_exact`: down to about the closure's dimensio
 the second half of the pilot goes to two L_x,p runs at the cheapest exact ``p`` (the most
 configurations per evaluation), on a quarter and three quarters of the configurations it buys,
 each trained for the config's own epochs like the run the advice sizes; ``b`` is fitted through
-those two. The L_z run's few configurations sit where the error has not
-yet settled onto its power law (an exponent fitted from there under-predicted how fast the error
-falls on Allen–Cahn), and the more configurations the pilot buys, the shorter the extrapolation
+those two. Not through the L_z run: its few configurations sit where the error has not yet
+settled onto its power law (an exponent fitted from there under-predicted how fast the error
+falls on Allen–Cahn). And the more configurations the pilot buys, the shorter the extrapolation
 to the budget it predicts.
 
 Two extrapolations carry the prediction: ``e_z``'s power law beyond the pilot's sizes, and the
