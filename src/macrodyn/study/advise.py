@@ -243,13 +243,20 @@ def xp_name(p: float) -> str:
     return f"L_xp p={p:.4g}"
 
 
-def measure_noise(run: Run, cands: list[tuple[str, dict, int, bool]], draws: int, seed: int,
-                  surrogate=None) -> tuple[dict[str, float], int]:
-    """``({name: r²}, surrogate evaluations)`` of the candidates on the fully labelled pilot ``run``."""
+def pilot_rates(run: Run) -> tuple:
+    """``(x, f, J, J f)`` of the fully labelled pilot ``run``: its configurations, all their forces
+    (coordinate order), encoder Jacobians and exact rates (:func:`exact_rates`)."""
     lab = ChunkedTable.open(run.store, "labels").read()
     x = labelled_configs(run, lab)
-    f = np.take_along_axis(lab[K.FORCES], np.argsort(lab[K.INDEX], 1), 1)  # coordinate order
-    J, exact = exact_rates(load_closure(run), x, f)
+    f = np.take_along_axis(lab[K.FORCES], np.argsort(lab[K.INDEX], 1), 1)
+    return (x, f, *exact_rates(load_closure(run), x, f))
+
+
+def measure_noise(run: Run, cands: list[tuple[str, dict, int, bool]], draws: int, seed: int,
+                  surrogate=None, rates: tuple | None = None) -> tuple[dict[str, float], int]:
+    """``({name: r²}, surrogate evaluations)`` of the candidates on the fully labelled pilot ``run``
+    (``rates``: its :func:`pilot_rates`, computed when not given)."""
+    x, f, J, exact = rates or pilot_rates(run)
     control, spent = None, 0
     if surrogate is not None and any(uses for *_, uses in cands):
         before = surrogate.counter.labels
@@ -324,13 +331,14 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
     results = run_grid([z_point], cfg, out, progress=progress, desc="advise pilot")
     cands = candidates(cfg, p, n_units)
     surrogate = build_surrogate(cfg) if cfg.training.surrogate is not None else None
-    noise, surrogate_evals = measure_noise(results[0].run, cands, draws, cfg.seed, surrogate)
+    rates = pilot_rates(results[0].run)
+    noise, surrogate_evals = measure_noise(results[0].run, cands, draws, cfg.seed, surrogate, rates)
     r_xp = noise[xp_name(p)]
     exact = r_xp < EXACT  # label noise adds nothing: the rest of the pilot goes to the learning curve
     notes = []
     if exact:
         finer = finer_exact(cands, noise, n_units,
-                            lambda c: measure_noise(results[0].run, [c], draws, cfg.seed)[0][c[0]])
+                            lambda c: measure_noise(results[0].run, [c], draws, cfg.seed, rates=rates)[0][c[0]])
         cands += [c for c, _ in finer]
         noise.update({c[0]: r for c, r in finer})
         q = min(((k, t["p"]) for name, t, k, uses in cands if k < n_units and not uses and noise[name] < EXACT))[1]
