@@ -47,7 +47,7 @@ from macrodyn.config import parse_config
 from macrodyn.study import load_study, point_config
 from macrodyn.study.advise import advise, xp_name
 
-COLUMNS = ["system", "recommended", "measured_best", "predicted_evaluations", "measured_evaluations",
+COLUMNS = ["system", "pilot_seed", "recommended", "measured_best", "predicted_evaluations", "measured_evaluations",
            "ratio_predicted_over_measured", "pilot_evaluations"]
 #: system -> (e_tol, budget the user is prepared to spend; the pilot is 5 % of it, steps per pilot run)
 SETTINGS = {"predator_prey": (2.5e-3, 150_000, None), "lj800": (3e-3, 1_000_000, 20_000),
@@ -126,10 +126,16 @@ def crossing(curve: list[tuple[float, float]], e_tol: float) -> tuple[float | No
     return curve[-1][0], "more than"
 
 
-def validate(system: str, work: Path, cfg=None, settings=None) -> dict:
+def validate(system: str, work: Path, cfg=None, settings=None, seed: int | None = None) -> dict:
+    """One system's record; ``seed``: another run seed for the pilot (its own trajectories,
+    closure and draws, in ``WORK/SYSTEM_seedS``), against the same measured studies."""
     e_tol, budget, steps = settings or SETTINGS[system]
     cfg = cfg or config_of(system)
-    advice = advise(cfg, work / system, e_tol, budget=budget, steps=steps, progress=False)
+    folder = work / system
+    if seed is not None and seed != cfg.seed:
+        cfg = cfg.model_copy(update={"seed": seed})
+        folder = work / f"{system}_seed{seed}"
+    advice = advise(cfg, folder, e_tol, budget=budget, steps=steps, progress=False)
     meas, n = measured(system) if settings is None else ({}, 0)
     pred = {c.name: c.evaluations for c in advice.candidates}
     m = {k: crossing(v, e_tol) for k, v in meas.items()}
@@ -141,7 +147,8 @@ def validate(system: str, work: Path, cfg=None, settings=None) -> dict:
     per = [{"estimator": k, "predicted": pred.get(k), "measured": v, "measured_kind": kind,
             "ratio": (pred[k] / v) if pred.get(k) and kind != "more than" else None} for k, (v, kind) in m.items()]
     best_m = m.get(best, (None, None))
-    return {"system": system, "n": n or cfg.system.params.get("n_atoms") or cfg.system.params.get("n"),
+    return {"system": system, "pilot_seed": cfg.seed,
+            "n": n or cfg.system.params.get("n_atoms") or cfg.system.params.get("n"),
             "e_tol": e_tol, "budget": budget,
             "recommended": among.name if among else None, "measured_best": best,
             "predicted_evaluations": pred.get(best) if best else None,
@@ -166,6 +173,8 @@ def stamp(doc: dict) -> dict:
 def main(argv: list[str] | None = None) -> None:
     ap = parser(__doc__, work="runs/advise")
     ap.add_argument("--system", action="append", choices=sorted(SETTINGS), help="only these (repeatable)")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="the pilot's run seed (default: the config's); a record per (system, seed)")
     args = parse(ap, argv)
     if args.analyse_only:
         return print_table(need_results(args.out, "advisor_validation")["records"], COLUMNS)
@@ -175,10 +184,14 @@ def main(argv: list[str] | None = None) -> None:
         records = [{**validate("predator_prey", args.work, cfg, (1e9, 20_000, 20)), "measured": here}]
         return write_results(args.out, "advisor_validation", records)
     prev = read_results(args.out, "advisor_validation") or {}
-    old = {r["system"]: {"measured": stamp(prev), **r} for r in prev.get("records", [])}  # older files: their own
+    old = {}
+    for r in prev.get("records", []):  # older records: their file's stamp, and the config's seed
+        seed = r.get("pilot_seed", config_of(r["system"]).seed)
+        old[(r["system"], seed)] = {"measured": stamp(prev), **r, "pilot_seed": seed}
     for system in args.system or list(SETTINGS):
-        old[system] = {**validate(system, args.work), "measured": here}
-        print(yaml.safe_dump({k: old[system][k] for k in COLUMNS}), flush=True)
+        rec = validate(system, args.work, seed=args.seed)
+        old[(system, rec["pilot_seed"])] = {**rec, "measured": here}
+        print(yaml.safe_dump({k: rec[k] for k in COLUMNS}), flush=True)
         write_results(args.out, "advisor_validation", list(old.values()))
     print_table(list(old.values()), COLUMNS)
 
