@@ -40,8 +40,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from common import (CONFIGS, RESULTS, need_results, parse, parser, print_table, read_results, session, tiny,
-                    write_results)
+from common import (CONFIGS, RESULTS, loglog_crossing, need_results, parse, parser, print_table, read_results,
+                    session, tiny, write_results)
 from macrodyn import load_config
 from macrodyn.config import parse_config
 from macrodyn.study import load_study, point_config
@@ -116,8 +116,7 @@ def crossing(curve: list[tuple[float, float]], e_tol: float) -> tuple[float | No
         return curve[0][0], "at most"
     for (b0, e0), (b1, e1) in zip(curve, curve[1:]):
         if e1 <= e_tol:
-            t = math.log(e0 / e_tol) / math.log(e0 / e1)
-            return b0 * (b1 / b0) ** t, "interpolated"
+            return loglog_crossing(b0, e0, b1, e1, e_tol), "interpolated"
     tail = curve[-3:]
     if len(tail) >= 2:
         slope, icpt = np.polyfit(np.log([b for b, _ in tail]), np.log([e for _, e in tail]), 1)

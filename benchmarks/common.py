@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
+import math
 import os
 import platform
 import statistics
@@ -114,6 +115,12 @@ def median_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def loglog_crossing(x0: float, y0: float, x1: float, y1: float, y: float) -> float:
+    """The ``x`` where the straight line in log-log through ``(x0, y0)`` and ``(x1, y1)`` takes the
+    value ``y``: where a mean error crosses the tolerance between two tried budgets."""
+    return x0 * (x1 / x0) ** (math.log(y0 / y) / math.log(y0 / y1))
 
 
 def session() -> dict:

@@ -27,12 +27,12 @@ merges the file's records under a lock in the work folder). A finished
 """
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import numpy as np
 
-from common import CONFIGS, need_results, parse, parser, print_table, read_records, tiny_study, write_results
+from common import (CONFIGS, loglog_crossing, need_results, parse, parser, print_table, read_records, tiny_study,
+                    write_results)
 from macrodyn.data.lock import locked
 from macrodyn.io import load_json
 from macrodyn.study import GridPoint, iter_grid, load_study, point_config, size_key
@@ -73,20 +73,13 @@ def summary(records: list[dict], e_tol: float) -> list[dict]:
     return out
 
 
-def crossing(above: dict, within: dict, e_tol: float) -> float:
-    """The configurations where the mean error reaches ``e_tol``, on the straight line in log-log
-    through a point above it and the next point within it (a grid's answer alone can overstate
-    the need by up to its step)."""
-    slope = math.log(above["mean"] / within["mean"]) / math.log(within["n_configs"] / above["n_configs"])
-    return above["n_configs"] * (above["mean"] / e_tol) ** (1 / slope)
-
-
 def over_draws(records: list[dict], e_tol: float) -> dict:
     """Per loss, each size's evaluations to ``e_tol`` counted by the mean over seeds (the smallest
     redrawn point whose mean is within it; ``below``: the redrawn points under it, all above;
-    ``interpolated_evaluations``: where the mean crosses ``e_tol`` between the last of those and
-    it, see :func:`crossing`), and the largest over the smallest of those across sizes (``spread``,
-    ``spread_interpolated``). A size whose redrawn points all miss has no answer (None)."""
+    ``interpolated_evaluations``: where the mean crosses ``e_tol`` on the log-log line between the
+    last of those and it, since a grid's answer alone can overstate the need by up to its step),
+    and the largest over the smallest of those across sizes (``spread``, ``spread_interpolated``).
+    A size whose redrawn points all miss has no answer (None)."""
     rows = summary(records, e_tol)
     evals = {(r["n_atoms"], r["loss"], r["n_configs"]): r["force_evaluations"] for r in records}
     out = {}
@@ -106,8 +99,9 @@ def over_draws(records: list[dict], e_tol: float) -> dict:
                 "n_configs": first["n_configs"], "evaluations_to_tol": ev, "mean": first["mean"],
                 "seeds": first["seeds"],
                 "below": [{"n_configs": r["n_configs"], "mean": r["mean"], "seeds": r["seeds"]} for r in below],
-                "interpolated_evaluations": ev / first["n_configs"] * crossing(below[-1], first, e_tol) if below
-                else None}
+                "interpolated_evaluations": loglog_crossing(
+                    evals[(n_atoms, loss, below[-1]["n_configs"])], below[-1]["mean"], ev, first["mean"], e_tol)
+                if below else None}
         found = [v["evaluations_to_tol"] for v in sizes.values() if v["evaluations_to_tol"]]
         inter = [v["interpolated_evaluations"] for v in sizes.values()]
         out[loss] = {"sizes": sizes, "spread": max(found) / min(found) if found else None,

@@ -221,15 +221,13 @@ def finer_exact(cands: list[tuple[str, dict, int, bool]], noise: dict[str, float
     plain = [c for c in cands if c[2] < n_units and not c[3]]
     if not plain:
         return []
-    q, k = min((c[1]["p"], c[2]) for c in plain)
-    if noise[xp_name(q)] >= EXACT:
+    name, t, k, _ = min(plain, key=lambda c: c[2])
+    if noise[name] >= EXACT:
         return []
-    out = []
-    while k > 1:
+    q, out = t["p"], []
+    while k > 1:  # halving p halves round(p · n): the units fall every step
         q /= 2
-        if (k_next := make_loss("L_xp", q).units(n_units)) == k:
-            continue
-        k = k_next
+        k = make_loss("L_xp", q).units(n_units)
         c = (xp_name(q), {"loss": "L_xp", "p": q, "control": "none"}, k, False)
         r = measure(c)
         if r >= EXACT:
