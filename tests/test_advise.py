@@ -2,12 +2,15 @@
 import json
 import math
 
+import numpy as np
 import pytest
 import yaml
 
 from macrodyn import Run
+from macrodyn import keys as K
 from macrodyn.cli import entry
 from macrodyn.config import load_config, parse_config
+from macrodyn.data.store import ChunkedTable
 from macrodyn.errors import InputError
 from macrodyn.run.pool import snapshot_pool
 from macrodyn.study.advise import (EXACT, Advice, Candidate, advise, candidates, configs_to_tol,
@@ -116,30 +119,47 @@ def test_finer_exact_halves_p_while_the_labels_stay_exact():
     assert finer_exact(cands, noisy, 64, measure) == [] and asked == [4, 2]
 
 
-def test_exact_pilots_train_the_configs_epochs_unless_steps_are_given():
+def test_exact_pilots_label_once_and_fit_twice_and_on_disjoint_parts():
     cfg = parse_config(RUN)  # 20 000 evaluations, 5 %: 500 for the exact pilots, 250 configurations at 2 units
-    own = exact_pilot_points(cfg, 20_000, 0.05, 0.25, 1, None, 8, pool=10_000)
-    assert [p.tags["configs"] for p in own] == [62, 188]
+    owner, again, *parts = exact_pilot_points(cfg, 20_000, 0.05, 0.25, 1, None, 8, pool=10_000)
+    assert [p.tags["configs"] for p in (owner, again, *parts)] == [250, 250, 62, 62, 62, 62]
+    assert owner.tags["labels_of"] is None and {p.tags["labels_of"] for p in (again, *parts)} == {owner.name}
+    assert again.cfg.seed != owner.cfg.seed and list(again.tags["rows"]) == list(range(250))
+    rows = [set(p.tags["rows"]) for p in parts]
+    assert all(len(r) == 62 for r in rows) and len(set().union(*rows)) == 248  # disjoint rows of the owner's
     t = cfg.training
-    for p in own:  # as the run the advice sizes: its epochs and epoch-counted patiences, whatever the set's size
+    for p in (owner, *parts):  # as the run the advice sizes: its epochs and epoch-counted patiences
         assert (p.cfg.training.epochs, p.cfg.training.lr_patience) == (t.epochs, t.lr_patience)
     fixed = exact_pilot_points(cfg, 20_000, 0.05, 0.25, 1, 400, 8, pool=10_000)
     for p in fixed:  # given steps: about 400 optimiser steps each
         per_epoch = math.ceil(round(0.9 * p.tags["configs"]) / p.cfg.training.batch_size)  # 10 % validation
         assert 400 <= p.cfg.training.epochs * per_epoch < 400 + per_epoch
+    with pytest.raises(InputError, match="too few"):
+        exact_pilot_points(cfg, 20_000, 0.05, 0.25, 1, None, 8, pool=20)
 
 
-def test_two_exact_pilots_fit_the_exponent():
-    from macrodyn.study.advise import fitted_curve
+def test_exact_pilot_curve_is_a_least_squares_power_law_with_a_clipped_exponent():
+    from macrodyn.study.advise import B_RANGE, fitted_curve
 
-    c = fitted_curve({"configs": 400, "error": 0.5 * 400 ** -0.5}, {"configs": 25, "error": 0.5 * 25 ** -0.5})
-    assert c["b"] == pytest.approx(0.5) and c["a"] == pytest.approx(0.5)
-    flat = fitted_curve({"configs": 10, "error": 0.1}, {"configs": 100, "error": 0.2})  # rising: clipped
-    assert flat["b"] == 0.25
+    law = [{"configs": n, "error": 0.5 * n ** -1.2} for n in (25, 100, 400)]
+    c = fitted_curve(law)
+    assert c["b"] == pytest.approx(1.2) and c["a"] == pytest.approx(0.5)
+    # four fits at 100 spread by factors 2 and 1/2 (geometric mean on the law), two at 400 on it
+    spread = [{"configs": 100, "error": 0.5 * 100 ** -1.2 * f} for f in (2, 0.5, 1.5, 1 / 1.5)]
+    c = fitted_curve(spread + [law[2], law[2]])
+    assert c["b"] == pytest.approx(1.2) and c["a"] == pytest.approx(0.5)
+    flat = fitted_curve([{"configs": 10, "error": 0.1}, {"configs": 100, "error": 0.2}])  # rising: clipped
+    assert flat["b"] == B_RANGE[0] and flat["b_fitted"] == pytest.approx(-math.log10(2))
+    # at the clipped slope the line goes through the fits' centre in log-log
+    assert math.log(flat["a"]) == pytest.approx(math.log(0.1 * 0.2) / 2 + B_RANGE[0] * math.log(10 * 100) / 2)
+    lost = fitted_curve(law + [{"configs": 400, "error": None}, {"configs": 25, "error": math.inf}])
+    assert lost["diverged"] == 2 and lost["b"] == pytest.approx(1.2)  # diverged fits are left out
+    with pytest.raises(InputError, match="diverged"):
+        fitted_curve([{"configs": 10, "error": 0.1}, {"configs": 100, "error": None}])
 
 
 @pytest.mark.slow
-def test_exact_labels_spend_the_rest_of_the_pilot_on_two_cheapest_xp_runs(tmp_path):
+def test_exact_labels_spend_the_rest_of_the_pilot_on_the_cheapest_xp_fits(tmp_path):
     # Allen–Cahn's free energy: f = -∇E/h² lies in the span of the encoder's gradients, so every
     # L_x,p label is exact and the advice rests on the learning curve alone
     d = json.loads(json.dumps(AC))
@@ -147,20 +167,33 @@ def test_exact_labels_spend_the_rest_of_the_pilot_on_two_cheapest_xp_runs(tmp_pa
     cfg = parse_config(d)
     budget = 81_920  # the L_z pilot: 0.025 · budget / 256 = 8 configurations
     advice = advise(cfg, tmp_path / "adv", 1e-3, budget=budget, steps=20, progress=False)
-    z, small, big = advice.pilot
-    assert [r["loss"] for r in advice.pilot] == ["L_z", "L_xp", "L_xp"] and z["configs"] == 8
+    z, owner, again, *parts = advice.pilot
+    assert [r["loss"] for r in advice.pilot] == ["L_z"] + ["L_xp"] * 6 and z["configs"] == 8
     plain = [c for c in advice.candidates if c.name != "L_z"]
     assert all(c.noise < EXACT for c in plain)
     cheapest = min(plain, key=lambda c: c.units)
-    assert small["p"] == big["p"] == cheapest.training["p"] and cheapest.units == 4
+    assert {r["p"] for r in advice.pilot[1:]} == {cheapest.training["p"]} and cheapest.units == 4
     pool = len(snapshot_pool(Run.open(tmp_path / "adv" / "shared")))
     total = min(int(0.025 * budget) // 4, pool)  # half the pilot at 4 units per configuration, within the pool
-    assert (small["configs"], big["configs"]) == (total // 4, total - total // 4)
-    assert advice.pilot_evaluations <= 0.05 * budget
-    # e(n) = a n^-b through the two L_x,p pilots, solved for e_tol in closed form
-    b = min(max(math.log(small["error"] / big["error"]) / math.log(big["configs"] / small["configs"]), 0.25), 2.0)
-    a = big["error"] * big["configs"] ** b
-    e_tol = 0.5 * big["error"]
+    assert owner["configs"] == again["configs"] == total and [r["configs"] for r in parts] == [total // 4] * 4
+    # only the owner labelled: the others hold rows of its labels, and the pilot pays for them once
+    own = ChunkedTable.open(tmp_path / "adv" / owner["name"] / "data.zarr", "labels").read()
+    seen = []
+    for r in (again, *parts):
+        assert r["labels_of"] == owner["name"]
+        lab = ChunkedTable.open(tmp_path / "adv" / r["name"] / "data.zarr", "labels").read()
+        rows = [int(i) for i in np.flatnonzero((own[K.WHERE][:, None] == lab[K.WHERE][None]).all(-1).any(1))]
+        assert len(rows) == r["configs"]
+        np.testing.assert_array_equal(own[K.FORCES][rows], lab[K.FORCES])
+        seen += rows if r is not again else []
+    assert len(seen) == len(set(seen))  # the parts are disjoint
+    assert advice.pilot_evaluations == z["evaluations"] + owner["evaluations"] <= 0.05 * budget
+    # e(n) = a n^-b by least squares through the six fits, solved for e_tol in closed form
+    fits = [r for r in advice.pilot[1:] if r["error"] is not None and math.isfinite(r["error"])]
+    x, y = np.log([r["configs"] for r in fits]), np.log([r["error"] for r in fits])
+    b = min(max(-np.polyfit(x, y, 1)[0], 0.7), 1.9)
+    a = math.exp(np.mean(y + b * x))
+    e_tol = 0.5 * min(r["error"] for r in fits)
     advice = advise(cfg, tmp_path / "adv", e_tol, budget=budget, steps=20, progress=False)  # pilot read back
     for c in advice.candidates:
         assert c.configs == pytest.approx(math.ceil((a / e_tol) ** (1 / b)), rel=1e-6, abs=1)

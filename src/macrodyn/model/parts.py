@@ -21,8 +21,8 @@ from macrodyn.training.losses import make_loss
 from macrodyn.training.options import EMA, AdamW, Checkpointing, Cosine, FitOptions, Plateau, Selection
 from macrodyn.training.sampling import make_labelling, make_sampler
 
-#: independent RNG streams of a run (trajectories, labels, which configurations)
-STREAMS = {"train": 11, "test": 12, "labels": 13, "pick": 14}
+#: independent RNG streams of a run (trajectories, labels, which configurations, the advice pilot's parts)
+STREAMS = {"train": 11, "test": 12, "labels": 13, "pick": 14, "pilot_parts": 15}
 
 FIELDS = {
     "onsager": lambda m, d: OnsagerNet(d, tuple(m.hidden), tuple(m.potential_hidden), m.alpha, m.beta, m.forcing,

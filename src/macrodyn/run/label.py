@@ -53,3 +53,19 @@ def label_chunk(run: Run, c: int, where: np.ndarray) -> None:
     x = ChunkedTable.open(run.store, "train").gather(K.TRAJ, where)
     ae = load_closure(run) if sampler_of(run.cfg.training, run.system).needs_score else None
     table.write_chunk(c, **{K.WHERE: where, **S.label_rows(run.cfg, run.system, x, run.rng("labels", c), ae)})
+
+
+def copy_labels(source: Run, run: Run, rows: np.ndarray) -> None:
+    """Give ``run`` rows ``rows`` of ``source``'s labels as its own labels table, so a fit on a
+    subset of labelled configurations costs no force evaluations (``source`` paid for them);
+    ``run``'s label stage then finds its table complete. Both must share one training table."""
+    rows = np.sort(np.asarray(rows))
+    lab = ChunkedTable.open(source.store, "labels").read(rows=rows)
+    t = run.cfg.training
+    if len(rows) != run.n_configs:
+        raise ValueError(f"copy_labels: {len(rows)} rows for a run that labels {run.n_configs} configurations")
+    table = ChunkedTable.create(run.store, "labels", len(rows), t.chunk_configs, S.label_columns(run.cfg, run.system),
+                                labels_attrs(run))
+    for c in table.missing_chunks():
+        sl = table.chunk_slice(c)
+        table.write_chunk(c, **{k: v[sl] for k, v in lab.items()})

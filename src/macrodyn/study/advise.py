@@ -6,7 +6,7 @@ The pilot is small runs on the config's own trajectories and closure, half of it
 - L_z on ``m`` fully labelled configurations: the error of exact labels, ``e_z(m)``, which
   sets ``a`` in ``e_z(n) = a n^-b`` (how many states the model must see). The exponent ``b``
   is not fitted: on pilots of 15 and 30 configurations the error did not even fall
-  monotonically, while our studies with exact labels measured ``b`` from 0.7 to 1.5 on
+  monotonically, while our studies with exact labels measured ``b`` from 0.7 to 1.9 on
   predator–prey and Lennard–Jones; ``b = 1`` is the default (``exponent``);
 - L_x,p (the config's ``p``) on as many evaluations: how much error label noise adds on this
   system and model.
@@ -30,13 +30,17 @@ Where the config's L_x,p labels are exact (``r²`` below :data:`EXACT`: the forc
 span of the encoder's gradients, as on Allen–Cahn), label noise adds nothing and only the
 learning curve matters. The candidates then go on below the smallest ``p``, halving it while
 the labels stay exact (:func:`finer_exact`: down to about the closure's dimension in units), and
-the second half of the pilot goes to two L_x,p runs at the cheapest exact ``p`` (the most
-configurations per evaluation), on a quarter and three quarters of the configurations it buys,
-each trained for the config's own epochs like the run the advice sizes; ``b`` is fitted through
-those two. Not through the L_z run: its few configurations sit where the error has not yet
-settled onto its power law (an exponent fitted from there under-predicted how fast the error
-falls on Allen–Cahn). And the more configurations the pilot buys, the shorter the extrapolation
-to the budget it predicts.
+the second half of the pilot labels as many configurations as it buys at the cheapest exact
+``p`` (the most configurations per evaluation) and fits L_x,p on them twice (two initialisations)
+and on each of :data:`PARTS` disjoint parts of them, every fit trained for the config's own epochs
+like the run the advice sizes; ``e(n) = a n^-b`` is fitted by least squares through the six fits.
+The parts reuse the labels, so they cost no evaluations: they average out the spread of single
+fits (up to 2× between draws at one size), which made a curve through two single fits land 2.7×
+and 0.35× from the measured need on two draws of Allen–Cahn. ``b`` is kept within
+:data:`B_RANGE`, the exponents exact labels measured on predator–prey and Lennard–Jones (learning
+curves steepen as the set grows, so a slope from small pilots errs flat). Not through the L_z
+run: its few configurations sit where the error has not yet settled onto its power law. And
+the more configurations the pilot buys, the shorter the extrapolation to the budget it predicts.
 
 Two extrapolations carry the prediction: ``e_z``'s power law beyond the pilot's sizes, and the
 ``1/n`` law of the noise. ``docs/choosing.md`` shows how well they held on the shipped systems.
@@ -54,8 +58,11 @@ from macrodyn.config import RunConfig, build_surrogate, parse_config, training_p
 from macrodyn.data.store import ChunkedTable
 from macrodyn.errors import InputError
 from macrodyn.io import save_json
+from macrodyn.model.parts import stream_rng
+from macrodyn.pipeline import share_stages
 from macrodyn.run import Run
 from macrodyn.run.closure import load_closure
+from macrodyn.run.label import copy_labels
 from macrodyn.run.pool import labelled_configs, snapshot_pool
 from macrodyn.study.grid import GridPoint, fit_steps, run_grid, steps_per_epoch
 from macrodyn.systems.registry import build_system
@@ -67,7 +74,8 @@ SHARE = 0.5  # of the pilot's evaluations per pilot run (L_z on m configurations
 MIN_CONFIGS = 8  # fully labelled configurations of the L_z pilot: fewer say little about the error
 P_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)  # candidate p: these multiples of the pilot's p
 EXACT = 1e-9  # label noise r² below this is rounding: the labels are exact
-B_RANGE = (0.25, 2.0)  # a fitted exponent is clipped to this range (two points, one draw each)
+B_RANGE = (0.7, 1.9)  # a fitted exponent is clipped to what exact labels measured on our other systems
+PARTS = 4  # disjoint parts of the exact-label pilot's configurations, each fitted on its own
 TIE = 0.1  # predictions within 10 % of the cheapest count as a tie (the least noisy is recommended)
 
 
@@ -160,19 +168,38 @@ def pilot_points(cfg: RunConfig, budget: int, fraction: float, p: float, members
 
 def exact_pilot_points(cfg: RunConfig, budget: int, fraction: float, q: float, members: int, steps: int | None,
                        n_units: int, pool: int) -> list[GridPoint]:
-    """The second half of the pilot where L_x,p's labels are exact: two L_x,p runs at ``q`` on a
-    quarter and three quarters of the configurations that half buys (at most the ``pool`` of
-    training snapshots; see the module doc). Each trains the config's own epochs over its set
-    unless ``steps`` is given: the exponent fitted through them is carried to the run the advice
-    sizes, which trains that way too (a common step count gives the smaller set more epochs than
-    such a run would, and flattens the fitted curve)."""
+    """The second half of the pilot where L_x,p's labels are exact (see the module doc): L_x,p at
+    ``q`` on all the configurations that half buys (at most the ``pool`` of training snapshots),
+    fitted twice (the second from another initialisation), then on each of :data:`PARTS`
+    disjoint parts of them. Only the first point labels; the others reuse its labels (their
+    tags' ``labels_of`` and ``rows``: :func:`macrodyn.run.label.copy_labels`). Each trains the
+    config's own epochs over its set unless ``steps`` is given: the exponent fitted through them
+    is carried to the run the advice sizes, which trains that way too (a common step count gives
+    the smaller set more epochs than such a run would, and flattens the fitted curve)."""
     k = make_loss("L_xp", q).units(n_units)
     total = min(int(SHARE * fraction * budget // k), pool)
-    small = total // 4
-    if small < MIN_CONFIGS:
+    part = total // PARTS
+    if part < MIN_CONFIGS:
         raise InputError(f"the exact-label pilot at p = {q:g} buys {total} configurations ({k} units each), too few "
-                         f"for two runs of at least {MIN_CONFIGS}; raise --budget or --pilot-fraction.")
-    return [_pilot(cfg, "L_xp", q, n, k, members, steps, f"L_xp_p{q:.4g}_c{n}") for n in (small, total - small)]
+                         f"for {PARTS} parts of at least {MIN_CONFIGS}; raise --budget or --pilot-fraction.")
+    owner = _pilot(cfg, "L_xp", q, total, k, members, steps, f"L_xp_p{q:.4g}_c{total}")
+    again = _pilot(cfg.model_copy(update={"seed": cfg.seed + 1}), "L_xp", q, total, k, members, steps,
+                   f"L_xp_p{q:.4g}_c{total}_init2", labels_of=owner.name, rows=np.arange(total))
+    order = stream_rng(cfg.seed, "pilot_parts").permutation(total)
+    parts = [_pilot(cfg, "L_xp", q, part, k, members, steps, f"L_xp_p{q:.4g}_c{part}_part{i + 1}",
+                    labels_of=owner.name, rows=np.sort(order[i * part:(i + 1) * part])) for i in range(PARTS)]
+    return [owner, again, *parts]
+
+
+def reuse_labels(source: Run, shared: Run, point: GridPoint, out: str | Path) -> None:
+    """Make ``point``'s folder in the grid ``out`` (on ``shared``'s trajectories and closure) hold
+    rows ``point.tags["rows"]`` of ``source``'s labels, so it trains without labelling; a
+    finished point is left as it is."""
+    folder = Path(out) / point.data / point.name
+    if (folder / "metrics.json").exists():
+        return
+    share_stages(shared.out, folder)
+    copy_labels(source, Run.create(point.cfg, folder, progress=False), point.tags["rows"])
 
 
 def pilot_steps(cfg: RunConfig, n_configs: int) -> int:
@@ -181,9 +208,10 @@ def pilot_steps(cfg: RunConfig, n_configs: int) -> int:
 
 
 def _pilot(cfg: RunConfig, loss: str, p: float, n: int, units: int, members: int, steps: int | None,
-           tag: str | None = None) -> GridPoint:
+           tag: str | None = None, labels_of: str | None = None, rows: np.ndarray | None = None) -> GridPoint:
     """One pilot run, named ``pilot_<tag>``: ``loss`` at ``p`` on ``n`` configurations of ``units`` evaluations
-    each, trained for about ``steps`` optimiser steps (None: the config's epochs)."""
+    each, trained for about ``steps`` optimiser steps (None: the config's epochs); with ``labels_of``, on
+    rows ``rows`` of that pilot's labels instead of its own."""
     tag = tag or f"{loss}_c{n}"
     d = cfg.model_dump()
     d["name"] = f"{cfg.name}_pilot_{tag}"
@@ -191,7 +219,8 @@ def _pilot(cfg: RunConfig, loss: str, p: float, n: int, units: int, members: int
                           "labelling": "fixed"})
     if steps:
         fit_steps(d["training"], n, steps)
-    return GridPoint(f"pilot_{tag}", parse_config(d, "advise pilot"), tags={"loss": loss, "p": p, "configs": n})
+    tags = {"loss": loss, "p": p, "configs": n, "labels_of": labels_of, "rows": rows}
+    return GridPoint(f"pilot_{tag}", parse_config(d, "advise pilot"), tags=tags)
 
 
 def candidates(cfg: RunConfig, p: float, n_units: int) -> list[tuple[str, dict, int, bool]]:
@@ -293,11 +322,26 @@ def learning_curve(n: int, error: float, b: float) -> dict:
     return {"a": error * n ** b, "b": b}
 
 
-def fitted_curve(one: dict, two: dict) -> dict:
-    """``e(n) = a n^-b`` through two exact-label pilots (``b`` clipped to :data:`B_RANGE`)."""
-    (n1, e1), (n2, e2) = sorted([(one["configs"], one["error"]), (two["configs"], two["error"])])
-    b = float(np.clip(math.log(e1 / e2) / math.log(n2 / n1), *B_RANGE)) if n2 > n1 else 1.0
-    return {"a": e2 * n2 ** b, "b": b}
+def fitted_curve(fits: list[dict]) -> dict:
+    """``e(n) = a n^-b`` by least squares in log-log through exact-label pilot fits (``configs``,
+    ``error``), ``b`` clipped to :data:`B_RANGE`; ``b_fitted``: before clipping; ``diverged``: how
+    many fits had no finite error (left out). Several fits at one size count each, so their mean
+    carries the weight of their number.
+
+    Raises:
+        InputError: fewer than two sizes have a finite error.
+    """
+    ok = [f for f in fits if f["error"] is not None and math.isfinite(f["error"])]
+    x = np.log([f["configs"] for f in ok])
+    y = np.log([f["error"] for f in ok])
+    if len(set(x)) < 2:
+        raise InputError(f"{len(fits) - len(ok)} of the exact-label pilot's {len(fits)} fits diverged, leaving fewer "
+                         "than two sizes to fit the learning curve through; check the training settings (lr, "
+                         "epochs) or give --steps, and advise again in a new --out.")
+    slope = float(np.polyfit(x, y, 1)[0])
+    b = float(np.clip(-slope, *B_RANGE))
+    a = math.exp(float(np.mean(y + b * x)))  # through the centre of the fits at the clipped slope
+    return {"a": a, "b": b, "b_fitted": -slope, "diverged": len(fits) - len(ok)}
 
 
 def configs_to_tol(curve: dict, scale: float, noise: float, e_tol: float) -> float | None:
@@ -341,22 +385,29 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
         noise.update({c[0]: r for c, r in finer})
         q = min(((k, t["p"]) for name, t, k, uses in cands if k < n_units and not uses and noise[name] < EXACT))[1]
         pool = len(snapshot_pool(results[0].shared))
-        results += run_grid(exact_pilot_points(cfg, budget, fraction, q, members, steps, n_units, pool), cfg, out,
-                            progress=progress, desc="advise pilot")
+        owner, *reuse = exact_pilot_points(cfg, budget, fraction, q, members, steps, n_units, pool)
+        owned = run_grid([owner], cfg, out, progress=progress, desc="advise pilot")[0]
+        for point in reuse:
+            reuse_labels(owned.run, owned.shared, point, out)
+        results += [owned, *run_grid(reuse, cfg, out, progress=progress, desc="advise pilot")]
     else:
         results += run_grid([xp_point], cfg, out, progress=progress, desc="advise pilot")
     pilot = [{"name": r.point.name, "loss": r.point.tags["loss"], "p": r.point.tags["p"],
               "configs": r.point.tags["configs"], "evaluations": r.metrics["force_evaluations"],
               "error": r.metrics["rollout_rel_error"], "members": r.metrics["n_members"],
-              "seconds": round(r.seconds, 1)} for r in results]
+              "seconds": round(r.seconds, 1), "labels_of": r.point.tags.get("labels_of")} for r in results]
     if exact:
-        curve = fitted_curve(*pilot[1:])
+        curve = fitted_curve(pilot[1:])
         scale = 0.0
+        sizes = sorted({r["configs"] for r in pilot[1:]})
         notes.append(f"L_x,p's labels are exact here (noise r² = {r_xp:.1e}: the forces lie in the span of the "
-                     f"encoder's gradients); b = {curve['b']:.2f} is fitted through two L_x,p pilots at p = {q:g} "
-                     f"({pilot[1]['configs']} and {pilot[2]['configs']} configurations) instead of assumed. "
-                     "Trust the choice more than the budget: a two-point curve of single fits extrapolates poorly "
-                     "(on our Allen-Cahn validation this design predicted 2.7x too many evaluations)")
+                     f"encoder's gradients); b = {curve['b']:.2f} (fitted {curve['b_fitted']:.2f}, kept within "
+                     f"{B_RANGE[0]:g}-{B_RANGE[1]:g}) through {len(pilot) - 1} L_x,p fits at p = {q:g} on "
+                     f"{sizes[-1]} labelled configurations and {PARTS} disjoint parts of {sizes[0]}. Trust the choice "
+                     "more than the budget: single fits at one size spread up to 2x from draw to draw")
+        if curve["diverged"]:
+            notes.append(f"{curve['diverged']} pilot fits diverged (no finite rollout error) and are left out of "
+                         "the curve")
     else:
         xp = pilot[1]
         curve = learning_curve(pilot[0]["configs"], pilot[0]["error"], exponent)
@@ -371,7 +422,8 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
         n = configs_to_tol(curve, scale, noise[name], e_tol)
         out_c.append(Candidate(name, t, k, noise[name], n and math.ceil(n), n and math.ceil(n) * k,
                                bool(n and pool and n > pool)))
-    advice = Advice(e_tol, budget, pilot, sum(r["evaluations"] for r in pilot), surrogate_evals, curve, scale,
+    spent = sum(r["evaluations"] for r in pilot if not r["labels_of"])  # a reused label is paid for once
+    advice = Advice(e_tol, budget, pilot, spent, surrogate_evals, curve, scale,
                     out_c, notes)
     save_json(advice.to_dict(), Path(out) / "advice.json")
     return advice
