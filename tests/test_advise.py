@@ -138,26 +138,25 @@ def test_exact_pilots_label_once_and_fit_twice_and_on_disjoint_parts():
         exact_pilot_points(cfg, 20_000, 0.05, 0.25, 1, None, 8, pool=20)
 
 
-def test_exact_pilot_curve_goes_through_the_mean_error_per_size_with_a_clipped_exponent():
+def test_exact_pilot_curve_is_a_least_squares_power_law_with_a_clipped_exponent():
     from macrodyn.study.advise import B_RANGE, fitted_curve
 
     law = [{"configs": n, "error": 0.5 * n ** -1.2} for n in (25, 100, 400)]
     c = fitted_curve(law)
     assert c["b"] == pytest.approx(1.2) and c["a"] == pytest.approx(0.5)
-    # four fits at 100 whose mean is on the law, two at 400 on it: the same line
+    # four fits at 100 spread by factors about the law (geometric mean on it), two at 400 on it
     on = 0.5 * 100 ** -1.2
-    spread = [{"configs": 100, "error": on * f} for f in (1.9, 0.1, 1.5, 0.5)]
-    c = fitted_curve(spread + [law[2], law[2]])
+    c = fitted_curve([{"configs": 100, "error": on * f} for f in (4, 0.25, 1.5, 1 / 1.5)] + [law[2], law[2]])
     assert c["b"] == pytest.approx(1.2) and c["a"] == pytest.approx(0.5)
-    flat = fitted_curve([{"configs": 10, "error": 0.1}, {"configs": 100, "error": 0.2}])  # rising: clipped
-    assert flat["b"] == B_RANGE[0] and flat["b_fitted"] == pytest.approx(-math.log10(2))
-    assert flat["a"] == pytest.approx(0.2 * 100 ** B_RANGE[0])  # through the largest size's mean
-    # three sizes, one of them fitted thrice: it weighs three times in the least squares
+    # three sizes, one fitted thrice: each fit is one point of the least squares
     x, y = np.log([10, 100, 1000]), np.log([1.0, 0.2, 0.01])
     w3 = fitted_curve([{"configs": 10, "error": 1.0}] * 3 + [{"configs": 100, "error": 0.2},
                                                           {"configs": 1000, "error": 0.01}])
     assert -w3["b_fitted"] == pytest.approx(np.polyfit(np.r_[x[0], x[0], x], np.r_[y[0], y[0], y], 1)[0])
-    assert w3["a"] == pytest.approx(0.01 * 1000 ** w3["b"])
+    flat = fitted_curve([{"configs": 10, "error": 0.1}, {"configs": 100, "error": 0.2}])  # rising: clipped
+    assert flat["b"] == B_RANGE[0] and flat["b_fitted"] == pytest.approx(-math.log10(2))
+    # at the clipped slope, the intercept of least squares: the line through the centre of the fits
+    assert math.log(flat["a"]) == pytest.approx(math.log(0.1 * 0.2) / 2 + B_RANGE[0] * math.log(10 * 100) / 2)
     lost = fitted_curve(law + [{"configs": 400, "error": None}, {"configs": 25, "error": math.inf}])
     assert lost["diverged"] == 2 and lost["b"] == pytest.approx(1.2)  # diverged fits are left out
     with pytest.raises(InputError, match="diverged"):
@@ -194,11 +193,11 @@ def test_exact_labels_spend_the_rest_of_the_pilot_on_the_cheapest_xp_fits(tmp_pa
         seen += rows if r is not again else []
     assert len(seen) == len(set(seen))  # the parts are disjoint
     assert advice.pilot_evaluations == z["evaluations"] + owner["evaluations"] <= 0.05 * budget
-    # e(n) = a n^-b through the mean error at each of the two sizes, solved for e_tol in closed form
+    # e(n) = a n^-b by least squares through the six fits, solved for e_tol in closed form
     fits = [r for r in advice.pilot[1:] if r["error"] is not None and math.isfinite(r["error"])]
-    means = {n: np.mean([r["error"] for r in fits if r["configs"] == n]) for n in (total // 4, total)}
-    b = min(max(math.log(means[total // 4] / means[total]) / math.log(4), 0.7), 1.9)
-    a = means[total] * total ** b
+    x, y = np.log([r["configs"] for r in fits]), np.log([r["error"] for r in fits])
+    b = min(max(-np.polyfit(x, y, 1)[0], 0.7), 1.9)
+    a = math.exp(np.mean(y + b * x))
     e_tol = 0.5 * min(r["error"] for r in fits)
     advice = advise(cfg, tmp_path / "adv", e_tol, budget=budget, steps=20, progress=False)  # pilot read back
     for c in advice.candidates:

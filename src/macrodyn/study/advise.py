@@ -33,7 +33,7 @@ the labels stay exact (:func:`finer_exact`: down to about the closure's dimensio
 the second half of the pilot labels as many configurations as it buys at the cheapest exact
 ``p`` (the most configurations per evaluation) and fits L_x,p on them twice (two initialisations)
 and on each of :data:`PARTS` disjoint parts of them, every fit trained for the config's own epochs
-like the run the advice sizes; ``e(n) = a n^-b`` is fitted through the mean error at each size.
+like the run the advice sizes; ``e(n) = a n^-b`` is fitted by least squares through the six fits.
 The parts reuse the labels, so they cost no evaluations: they average out the spread of single
 fits (up to 2× between draws at one size), which made a curve through two single fits land 2.7×
 and 0.35× from the measured need on two draws of Allen–Cahn. ``b`` is kept within
@@ -323,26 +323,26 @@ def learning_curve(n: int, error: float, b: float) -> dict:
 
 
 def fitted_curve(fits: list[dict]) -> dict:
-    """``e(n) = a n^-b`` through exact-label pilot fits (``configs``, ``error``): the mean error of
-    the fits at each size (a mean over draws, as the budget it predicts is judged); ``b`` by least
-    squares in log-log through those means, each weighted by its number of fits, clipped to
-    :data:`B_RANGE` (``b_fitted``: before clipping); the curve goes through the largest size's
-    mean; ``diverged``: how many fits had no finite error (left out).
+    """``e(n) = a n^-b`` by least squares in log-log through exact-label pilot fits (``configs``,
+    ``error``): ``b`` is the fitted slope clipped to :data:`B_RANGE` (``b_fitted``: before
+    clipping), ``a`` the least-squares intercept at that slope (the line through the centre of
+    all the fits). In log space because fits spread by factors (a fit stuck early errs several
+    times its twin on the same labels); every fit counts once, so several at one size weigh by
+    their number. ``diverged``: how many fits had no finite error (left out).
 
     Raises:
         InputError: fewer than two sizes have a finite error.
     """
     ok = [f for f in fits if f["error"] is not None and math.isfinite(f["error"])]
-    sizes = sorted({f["configs"] for f in ok})
-    if len(sizes) < 2:
+    x = np.log([f["configs"] for f in ok])
+    y = np.log([f["error"] for f in ok])
+    if len(set(x)) < 2:
         raise InputError(f"{len(fits) - len(ok)} of the exact-label pilot's {len(fits)} fits diverged, leaving fewer "
                          "than two sizes to fit the learning curve through; check the training settings (lr, "
                          "epochs) or give --steps, and advise again in a new --out.")
-    errors = [[f["error"] for f in ok if f["configs"] == n] for n in sizes]
-    x, y, w = np.log(sizes), np.log([np.mean(e) for e in errors]), np.array([len(e) for e in errors], float)
-    slope = float(np.polyfit(x, y, 1, w=np.sqrt(w))[0])  # polyfit weighs residuals: w² = fits
+    slope = float(np.polyfit(x, y, 1)[0])
     b = float(np.clip(-slope, *B_RANGE))
-    a = math.exp(float(y[-1] + b * x[-1]))  # through the largest size's mean: nearest the budget it predicts
+    a = math.exp(float(np.mean(y + b * x)))
     return {"a": a, "b": b, "b_fitted": -slope, "diverged": len(fits) - len(ok)}
 
 
