@@ -402,11 +402,16 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
         curve = fitted_curve(pilot[1:])
         scale = 0.0
         sizes = sorted({r["configs"] for r in pilot[1:]})
+        clipped = curve["b"] != curve["b_fitted"]
         notes.append(f"L_x,p's labels are exact here (noise r² = {r_xp:.1e}: the forces lie in the span of the "
-                     f"encoder's gradients); b = {curve['b']:.2f} (fitted {curve['b_fitted']:.2f}, kept within "
-                     f"{B_RANGE[0]:g}-{B_RANGE[1]:g}) through {len(pilot) - 1} L_x,p fits at p = {q:g} on "
-                     f"{sizes[-1]} labelled configurations and {PARTS} disjoint parts of {sizes[0]}. Trust the choice "
-                     "more than the budget: single fits at one size spread up to 2x from draw to draw")
+                     f"encoder's gradients); b = {curve['b']:.2f} by least squares through {len(pilot) - 1} L_x,p fits "
+                     f"at p = {q:g} ({sizes[-1]} labelled configurations, fitted twice, and {PARTS} disjoint parts of "
+                     f"{sizes[0]})")
+        if clipped:
+            notes[-1] += (f"; the fits gave {curve['b_fitted']:.2f}, outside {B_RANGE[0]:g}-{B_RANGE[1]:g} (what "
+                          "exact labels measured on our other systems), so the prediction rests on that bound")
+        notes[-1] += (". Trust the choice more than the budget: on Allen-Cahn, fits on the same labels erred up to 4x "
+                      "apart")
         if curve["diverged"]:
             notes.append(f"{curve['diverged']} pilot fits diverged (no finite rollout error) and are left out of "
                          "the curve")
