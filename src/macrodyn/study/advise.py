@@ -35,10 +35,12 @@ the second half of the pilot labels as many configurations as it buys at the che
 and on each of :data:`PARTS` disjoint parts of them, every fit trained for the config's own epochs
 like the run the advice sizes; ``e(n) = a n^-b`` is fitted by least squares through the six fits.
 The parts reuse the labels, so they cost no evaluations: they average out the spread of single
-fits (up to 2× between draws at one size), which made a curve through two single fits land 2.7×
-and 0.35× from the measured need on two draws of Allen–Cahn. ``b`` is kept within
-:data:`B_RANGE`, the exponents exact labels measured on predator–prey and Lennard–Jones (learning
-curves steepen as the set grows, so a slope from small pilots errs flat). Not through the L_z
+fits (on Allen–Cahn two fits on the same labels erred 4.4× apart, one stuck early), which made
+curves through two single fits land 2.7× and 0.35× from the measured need on two draws.
+``b`` is kept within :data:`B_RANGE`, the exponents exact labels measured on predator–prey and
+Lennard–Jones: averaging steadies the curve's level more than its slope, and a slope from small
+pilots errs flat (learning curves steepen as the set grows; on Allen–Cahn both draws fitted
+``b`` below the bound and the prediction rests on it). Not through the L_z
 run: its few configurations sit where the error has not yet settled onto its power law. And
 the more configurations the pilot buys, the shorter the extrapolation to the budget it predicts.
 
