@@ -60,12 +60,11 @@ def copy_labels(source: Run, run: Run, rows: np.ndarray) -> None:
     subset of labelled configurations costs no force evaluations (``source`` paid for them);
     ``run``'s label stage then finds its table complete. Both must share one training table."""
     rows = np.sort(np.asarray(rows))
-    lab = ChunkedTable.open(source.store, "labels").read(rows=rows)
-    t = run.cfg.training
     if len(rows) != run.n_configs:
         raise ValueError(f"copy_labels: {len(rows)} rows for a run that labels {run.n_configs} configurations")
-    table = ChunkedTable.create(run.store, "labels", len(rows), t.chunk_configs, S.label_columns(run.cfg, run.system),
-                                labels_attrs(run))
+    lab = ChunkedTable.open(source.store, "labels").read(rows=rows)
+    columns, chunk = S.label_columns(run.cfg, run.system), run.cfg.training.chunk_configs
+    table = ChunkedTable.create(run.store, "labels", len(rows), chunk, columns, labels_attrs(run))
     for c in table.missing_chunks():
         sl = table.chunk_slice(c)
         table.write_chunk(c, **{k: v[sl] for k, v in lab.items()})

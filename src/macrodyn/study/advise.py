@@ -66,7 +66,7 @@ from macrodyn.run import Run
 from macrodyn.run.closure import load_closure
 from macrodyn.run.label import copy_labels
 from macrodyn.run.pool import labelled_configs, snapshot_pool
-from macrodyn.study.grid import GridPoint, fit_steps, run_grid, steps_per_epoch
+from macrodyn.study.grid import GridPoint, fit_steps, point_folder, run_grid, steps_per_epoch
 from macrodyn.systems.registry import build_system
 from macrodyn.training.control import SurrogateControl, slot_beta, slot_scale
 from macrodyn.training.losses import make_loss
@@ -197,7 +197,7 @@ def reuse_labels(source: Run, shared: Run, point: GridPoint, out: str | Path) ->
     """Make ``point``'s folder in the grid ``out`` (on ``shared``'s trajectories and closure) hold
     rows ``point.tags["rows"]`` of ``source``'s labels, so it trains without labelling; a
     finished point is left as it is."""
-    folder = Path(out) / point.data / point.name
+    folder = point_folder(out, point)
     if (folder / "metrics.json").exists():
         return
     share_stages(shared.out, folder)
@@ -399,7 +399,7 @@ def advise(cfg: RunConfig, out: str | Path, e_tol: float, *, budget: int | None 
     pilot = [{"name": r.point.name, "loss": r.point.tags["loss"], "p": r.point.tags["p"],
               "configs": r.point.tags["configs"], "evaluations": r.metrics["force_evaluations"],
               "error": r.metrics["rollout_rel_error"], "members": r.metrics["n_members"],
-              "seconds": round(r.seconds, 1), "labels_of": r.point.tags.get("labels_of")} for r in results]
+              "seconds": round(r.seconds, 1), "labels_of": r.point.tags["labels_of"]} for r in results]
     if exact:
         curve = fitted_curve(pilot[1:])
         scale = 0.0

@@ -98,6 +98,11 @@ def fit_steps(training: dict, n_configs: int, steps: int) -> None:
     t["epochs"] = epochs
 
 
+def point_folder(out: str | Path, point: GridPoint) -> Path:
+    """Where ``point`` of a grid in ``out`` lives."""
+    return Path(out) / point.data / point.name
+
+
 def shared_folder(out: str | Path, data: str = "") -> Path:
     """Where the shared run of data key ``data`` of a grid in ``out`` lives."""
     return Path(out) / data / SHARED
@@ -164,7 +169,7 @@ def iter_grid(points: Sequence[GridPoint], shared: RunConfig | Mapping[str, RunC
                                 if isinstance(spec, RunConfig) else prepare_shared(spec, progress=progress))
         _check_sections(point, runs[point.data])
         bar.set_postfix_str(point.label)
-        folder = out / point.data / point.name
+        folder = point_folder(out, point)
         finished = (folder / "metrics.json").exists()
         run, metrics = run_point(runs[point.data].out, point.cfg, folder)
         yield PointResult(point, run, metrics, trained=not finished, shared=runs[point.data])
