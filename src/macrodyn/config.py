@@ -211,6 +211,9 @@ class TrainingConfig(_Strict):
     val_fraction: Float = Field(0.1, ge=0, lt=1)
     stop_patience: StrictInt | None = Field(None, gt=0, le=MAX_EPOCHS,
                                             description="early stopping (epochs without improvement)")
+    stop_waits_for_val: StrictBool = Field(
+        False, description="select: rollout: stop early only when the validation loss, too, has gone stop_patience "
+        "epochs without a new low (a rollout score can pass a transient minimum while the loss still falls)")
     grad_clip: Float | None = Field(None, gt=0.0, description="clip the gradient norm (null: no clipping)")
     ema_decay: Float | None = Field(None, ge=0.0, lt=1.0, description="validate and keep an exponential moving "
                                     "average of the parameters with this decay per step (null: the iterate)")

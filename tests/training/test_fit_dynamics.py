@@ -11,11 +11,11 @@ from macrodyn.training.options import EMA, AdamW, Checkpointing, Cosine, FitOpti
 def fit_dynamics(field, loss, data, *, epochs, batch_size, lr, seed=0, progress=False, lr_schedule="plateau",
                  lr_factor=0.5, lr_patience=50, min_lr=5e-6, weight_decay=0.0, amsgrad=True, grad_clip=None,
                  val_fraction=0.1, stop_patience=None, score=None, score_every=1, ema_decay=None, ema_warmup=False,
-                 checkpoint=None, checkpoint_every=50, visit=None):
+                 checkpoint=None, checkpoint_every=50, visit=None, stop_waits_for_val=False):
     """The fit's keyword form, mapped onto the option objects (one per concern)."""
     schedule = {"plateau": Plateau(lr_factor, lr_patience, min_lr), "cosine": Cosine(min_lr)}[lr_schedule]
     options = FitOptions(epochs, batch_size, seed, AdamW(lr, weight_decay, amsgrad, grad_clip), schedule,
-                         Selection(val_fraction, stop_patience, score, score_every),
+                         Selection(val_fraction, stop_patience, score, score_every, stop_waits_for_val),
                          None if ema_decay is None else EMA(ema_decay, ema_warmup),
                          None if checkpoint is None else Checkpointing(checkpoint, checkpoint_every))
     return _fit(field, loss, data, options, visit=visit, desc="dynamics" if progress else None)
@@ -157,6 +157,46 @@ def test_score_drives_early_stopping():
     assert hist["best_epoch"] == 1 and hist["epochs_run"] == 6
 
 
+class ScriptedValidation(LatentLoss):
+    """The latent loss in training; in validation (the model in eval mode) the next of ``values``."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.values = iter(values)
+
+    def __call__(self, field, batch):
+        return super().__call__(field, batch) if field.training else torch.tensor(next(self.values))
+
+
+def test_stop_waits_for_the_validation_loss_when_asked(tmp_path):
+    """With stop_waits_for_val the fit stops only when the score *and* the validation loss have
+    both gone stop_patience epochs without a new low; the state kept is still the best score's.
+    The validation loss falls until epoch 9, then stays flat; the score's best is epoch 1."""
+    val = [10.0 - e for e in range(10)] + [1.0] * 30
+    data, _ = _data(100)
+    runs = {}
+    for waits in (False, True):
+        scores = iter([2.0, 1.0] + [3.0] * 38)
+        f = _field()
+        runs[waits] = fit_dynamics(f, ScriptedValidation(val), data, epochs=40, batch_size=32, lr=1e-2,
+                                   score=lambda m: next(scores), stop_patience=4, stop_waits_for_val=waits)
+    assert runs[False]["epochs_run"] == 6  # epoch 1 + 4: the score alone decides
+    assert runs[True]["epochs_run"] == 14  # epoch 9 (the loss's last low) + 4
+    assert runs[True]["best_epoch"] == runs[False]["best_epoch"] == 1
+    # resumed from a checkpoint at epoch 8 (the loss's low so far: epoch 7), then flat above that
+    # low: it stops at epoch 7 + 4, so the checkpoint carried the low (without it: epoch 8 + 4)
+    ck = tmp_path / "ck.pt"
+    scores = iter([2.0, 1.0] + [3.0] * 38)
+    partial = fit_dynamics(_field(), ScriptedValidation(val), data, epochs=8, batch_size=32, lr=1e-2,
+                           score=lambda m: next(scores), stop_patience=4, stop_waits_for_val=True,
+                           checkpoint=ck, checkpoint_every=8)
+    assert partial["epochs_run"] == 8 and ck.exists()
+    resumed = fit_dynamics(_field(), ScriptedValidation([5.0] * 40), data, epochs=40, batch_size=32, lr=1e-2,
+                           score=lambda m: next(scores), stop_patience=4, stop_waits_for_val=True,
+                           checkpoint=ck, checkpoint_every=8)
+    assert resumed["epochs_run"] == 12 and resumed["best_epoch"] == 1
+
+
 def test_cosine_schedule_anneals_to_min_lr_and_resumes(tmp_path):
     """lr_schedule: cosine sets min_lr + (lr − min_lr)(1 + cos(π e/(E − 1)))/2 for epoch e,
     whatever the validation loss does, so the last epoch runs at min_lr; a resumed fit
@@ -176,3 +216,13 @@ def test_cosine_schedule_anneals_to_min_lr_and_resumes(tmp_path):
     fit_dynamics(_field(), LatentLoss(), data, lr_schedule="cosine", checkpoint=ck, checkpoint_every=4, **kw)
     resumed = fit_dynamics(_field(), LatentLoss(), data, lr_schedule="cosine", checkpoint=ck, checkpoint_every=4, **kw)
     assert resumed["lr"] == hist["lr"]  # epochs 0-7 from the checkpoint, epoch 8 run again
+
+
+def test_config_reaches_the_fit_options():
+    """training.stop_waits_for_val (default off) reaches the fit's Selection with the patience."""
+    from macrodyn.config import TrainingConfig
+    from macrodyn.model.parts import fit_options
+
+    assert not fit_options(TrainingConfig(), 0).selection.stop_waits_for_val
+    sel = fit_options(TrainingConfig(select="rollout", stop_patience=7, stop_waits_for_val=True), 0).selection
+    assert sel.stop_waits_for_val and sel.stop_patience == 7

@@ -92,7 +92,7 @@ def fit_options(t: TrainingConfig, seed: int, *, score=None, checkpoint: Path | 
         epochs=t.epochs, batch_size=t.batch_size, seed=seed,
         optimiser=AdamW(t.lr, t.weight_decay, t.amsgrad, t.grad_clip),
         schedule=SCHEDULES[t.lr_schedule](t),
-        selection=Selection(t.val_fraction, t.stop_patience, score, t.select_every),
+        selection=Selection(t.val_fraction, t.stop_patience, score, t.select_every, t.stop_waits_for_val),
         averaging=None if t.ema_decay is None else EMA(t.ema_decay, t.ema_warmup),
         checkpointing=None if checkpoint is None else Checkpointing(checkpoint, t.checkpoint_every))
 

@@ -75,13 +75,16 @@ class Selection:
     ``score(model) -> float`` (lower is better), if given, replaces the validation loss as the
     criterion, evaluated every ``score_every`` epochs and at the last; the schedule keeps
     following the validation loss. ``stop_patience``: stop after that many epochs without a
-    new best (None: run every epoch).
+    new best (None: run every epoch). ``stop_waits_for_val``: with a score, also wait until the
+    validation loss has gone ``stop_patience`` epochs without a new low: a rollout score can pass
+    a transient minimum early in a fit whose loss is still falling, and stopping there keeps it.
     """
 
     val_fraction: float = 0.1
     stop_patience: int | None = None
     score: Callable[[nn.Module], float] | None = None
     score_every: int = 1
+    stop_waits_for_val: bool = False
 
 
 @dataclass(frozen=True)
