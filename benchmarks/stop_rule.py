@@ -8,10 +8,12 @@ the validation loss has gone ``stop_patience`` epochs without a new low.
 For each finished run folder given (``--run``, e.g. the advisor's pilot fits), this retrains its
 labels twice, with the rule off (the folder's own config, which checks that the fit reproduces on
 this host) and on, on the same labels, closure, seeds and trajectories: no force is evaluated.
-Records: ``{run, system, n_configs, stop_waits_for_val, rollout_rel_error, epochs_run,
-best_epoch, fit_seconds, source_rollout_rel_error}``.
+``--cosine RUN``: that run also with the rule on and ``lr_schedule: cosine`` (a plateau schedule
+can cut the rate early, after spikes of the validation loss). Records: ``{run, system, n_configs,
+stop_waits_for_val, lr_schedule, rollout_rel_error, epochs_run, best_epoch, fit_seconds,
+source_rollout_rel_error}``.
 
-    python benchmarks/stop_rule.py --run runs/advise/allen_cahn/pilot_L_xp_p0.005_c3280 [--run ...]
+    python benchmarks/stop_rule.py --run runs/advise/allen_cahn/pilot_L_xp_p0.005_c3280 [--run ...] [--cosine ...]
     python benchmarks/stop_rule.py --smoke [--out DIR]
     python benchmarks/stop_rule.py --analyse-only
 """
@@ -29,7 +31,7 @@ from macrodyn.run import Run
 from macrodyn.run.label import copy_labels
 
 NAME = "stop_rule"
-COLUMNS = ["run", "n_configs", "stop_waits_for_val", "rollout_rel_error", "epochs_run", "best_epoch",
+COLUMNS = ["run", "n_configs", "stop_waits_for_val", "lr_schedule", "rollout_rel_error", "epochs_run", "best_epoch",
            "fit_seconds", "source_rollout_rel_error"]
 
 
@@ -38,12 +40,16 @@ def label(source: Path) -> str:
     return f"{source.parent.name}/{source.name}"
 
 
-def retrain(source: Path, waits: bool, work: Path) -> dict:
-    """``source``'s labels fitted again with ``stop_waits_for_val = waits`` in ``work``; its record."""
+def retrain(source: Path, waits: bool, work: Path, schedule: str | None = None) -> dict:
+    """``source``'s labels fitted again with ``stop_waits_for_val = waits`` (and ``lr_schedule =
+    schedule``, None: the source's) in ``work``; its record."""
     src = Run.open(source, progress=False)
     cfg = src.cfg.model_copy(deep=True)
     cfg.training.stop_waits_for_val, cfg.threads = waits, 1  # one core per fit: pilots run beside it
     out = work / f"{source.parent.name}__{source.name}__waits{int(waits)}"
+    if schedule is not None:
+        cfg.training.lr_schedule = schedule
+        out = out.with_name(f"{out.name}_{schedule}")
     share_stages(source, out)
     run = Run.create(cfg, out, progress=False)
     if not (out / "metrics.json").exists():
@@ -53,7 +59,8 @@ def retrain(source: Path, waits: bool, work: Path) -> dict:
     m = load_json(out / "metrics.json")
     hist = load_torch(out / "dynamics" / "member_0.pt")["history"]
     return {"run": label(source), "system": cfg.system.name, "n_configs": m["n_configs"],
-            "stop_waits_for_val": waits, "rollout_rel_error": m["rollout_rel_error"],
+            "stop_waits_for_val": waits, "lr_schedule": cfg.training.lr_schedule,
+            "rollout_rel_error": m["rollout_rel_error"],
             "epochs_run": hist["epochs_run"], "best_epoch": hist["best_epoch"],
             "fit_seconds": round(hist["seconds"], 1),
             "source_rollout_rel_error": load_json(source / "metrics.json")["rollout_rel_error"]}
@@ -77,19 +84,23 @@ def summary(records: list[dict]) -> None:
 def main(argv: list[str] | None = None) -> None:
     ap = parser(__doc__, work="runs/stop_rule")
     ap.add_argument("--run", type=Path, action="append", default=[], help="a finished run folder (repeatable)")
+    ap.add_argument("--cosine", type=Path, action="append", default=[],
+                    help="a finished run folder also refitted with the rule and lr_schedule: cosine (repeatable)")
     args = parse(ap, argv)
     if args.analyse_only:
         summary(need_results(args.out, NAME)["records"])
         return
     sources = [smoke_source(args.work)] if args.smoke else args.run
-    if not sources:
+    if not sources and not args.cosine:
         ap.error("give --run FOLDER (a finished run whose labels are fitted again)")
-    done = {(r["run"], r["stop_waits_for_val"]): r for r in read_records(args.out, NAME)}
-    for source in sources:
-        for waits in (False, True):
-            done[(label(source), waits)] = retrain(source, waits, args.work)
-            write_results(args.out, NAME, list(done.values()))  # after every fit: an interruption keeps them
-            print(done[(label(source), waits)], flush=True)
+    arms = [(s, waits, None) for s in sources for waits in (False, True)]
+    arms += [(s, True, "cosine") for s in (sources if args.smoke else args.cosine)]
+    done = {(r["run"], r["stop_waits_for_val"], r["lr_schedule"]): r for r in read_records(args.out, NAME)}
+    for source, waits, schedule in arms:
+        rec = retrain(source, waits, args.work, schedule)
+        done[(rec["run"], waits, rec["lr_schedule"])] = rec
+        write_results(args.out, NAME, list(done.values()))  # after every fit: an interruption keeps them
+        print(rec, flush=True)
     summary(list(done.values()))
 
 
