@@ -26,9 +26,10 @@ import numpy as np
 from common import CONFIGS, need_results, parse, parser, print_table, read_records, tiny, write_results
 from macrodyn import load_config
 from macrodyn.io import load_json, load_torch
-from macrodyn.pipeline import run_all, share_stages
+from macrodyn.pipeline import run_all
 from macrodyn.run import Run
-from macrodyn.run.label import copy_labels
+from macrodyn.study.advise import reuse_labels
+from macrodyn.study.grid import GridPoint, point_folder, run_point
 
 NAME = "stop_rule"
 COLUMNS = ["run", "n_configs", "stop_waits_for_val", "lr_schedule", "rollout_rel_error", "epochs_run", "best_epoch",
@@ -46,18 +47,14 @@ def retrain(source: Path, waits: bool, work: Path, schedule: str | None = None) 
     src = Run.open(source, progress=False)
     cfg = src.cfg.model_copy(deep=True)
     cfg.training.stop_waits_for_val, cfg.threads = waits, 1  # one core per fit: pilots run beside it
-    out = work / f"{source.parent.name}__{source.name}__waits{int(waits)}"
+    name = f"{source.parent.name}__{source.name}__waits{int(waits)}"
     if schedule is not None:
         cfg.training.lr_schedule = schedule
-        out = out.with_name(f"{out.name}_{schedule}")
-    share_stages(source, out)
-    run = Run.create(cfg, out, progress=False)
-    if not (out / "metrics.json").exists():
-        if not (out / "data.zarr" / "labels").exists():
-            copy_labels(src, run, np.arange(src.n_configs))
-        run_all(run, ("label", "closure", "dynamics", "evaluate"))
-    m = load_json(out / "metrics.json")
-    hist = load_torch(out / "dynamics" / "member_0.pt")["history"]
+        name = f"{name}_{schedule}"
+    point = GridPoint(name, cfg, tags={"rows": np.arange(src.n_configs)})
+    reuse_labels(src, src, point, work)  # the source run is its own shared run: trajectories, closure
+    _, m = run_point(source, cfg, point_folder(work, point))
+    hist = load_torch(point_folder(work, point) / "dynamics" / "member_0.pt")["history"]
     return {"run": label(source), "system": cfg.system.name, "n_configs": m["n_configs"],
             "stop_waits_for_val": waits, "lr_schedule": cfg.training.lr_schedule,
             "rollout_rel_error": m["rollout_rel_error"],

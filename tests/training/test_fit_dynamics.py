@@ -184,7 +184,7 @@ def test_stop_waits_for_the_validation_loss_when_asked(tmp_path):
     assert runs[True]["epochs_run"] == 14  # epoch 9 (the loss's last low) + 4
     assert runs[True]["best_epoch"] == runs[False]["best_epoch"] == 1
     # resumed from a checkpoint at epoch 8 (the loss's low so far: epoch 7), then flat above that
-    # low: it stops at epoch 7 + 4, so the checkpoint carried the low (without it: epoch 8 + 4)
+    # low: it stops at epoch 7 + 4, so the checkpoint's history carried the low (without it: epoch 8 + 4)
     ck = tmp_path / "ck.pt"
     scores = iter([2.0, 1.0] + [3.0] * 38)
     partial = fit_dynamics(_field(), ScriptedValidation(val), data, epochs=8, batch_size=32, lr=1e-2,

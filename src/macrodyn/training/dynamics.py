@@ -23,6 +23,13 @@ def _batches(data: dict[str, torch.Tensor], rows: torch.Tensor, batch_size: int,
         yield b
 
 
+def _lowest(values: list[float]) -> int:
+    """The epoch of the first lowest of ``values`` (NaN never lowest), -1 if none is below +inf."""
+    v = np.array(values, dtype=float)
+    v[np.isnan(v)] = np.inf
+    return int(np.argmin(v)) if len(v) and v.min() < np.inf else -1
+
+
 def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], options: FitOptions, *,
                  visit=None, desc: str | None = "dynamics") -> dict:
     """Train ``field`` in place with ``options`` (optimiser, schedule, selection, averaging,
@@ -61,7 +68,6 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], options:
     judged = field if ema is None else ema.module  # the model that is validated and returned
     hist: dict = {"train": [], "val": [], "lr": [], **({"score": []} if score is not None else {})}
     best, best_state, best_epoch = float("inf"), None, -1
-    low_val, low_val_epoch = float("inf"), -1  # the validation loss's own low (stop_waits_for_val)
     start = 0
     saved = ck and ck.saved()
     if saved:
@@ -73,7 +79,6 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], options:
             ema.load_state_dict(saved["ema"])
         hist, best, best_state, best_epoch, start = (saved["hist"], saved["best"], saved["best_state"],
                                                      saved["best_epoch"], saved["epoch"])
-        low_val, low_val_epoch = saved.get("low_val", (float("inf"), -1))
     t0 = time.perf_counter()
     bar = tqdm(range(start, epochs), desc=desc, disable=desc is None, leave=False, initial=start, total=epochs)
     for epoch in bar:
@@ -97,8 +102,6 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], options:
         else:
             val_loss = train_loss
         o.schedule.step(sched, val_loss)
-        if val_loss < low_val:
-            low_val, low_val_epoch = val_loss, epoch
         hist["train"].append(train_loss)
         hist["val"].append(val_loss)
         hist["lr"].append(opt.param_groups[0]["lr"])
@@ -118,13 +121,12 @@ def fit_dynamics(field: nn.Module, loss, data: dict[str, torch.Tensor], options:
         bar.set_postfix(train=f"{train_loss:.3e}", val=f"{val_loss:.3e}",
                         **({"score": f"{hist['score'][-1][1]:.3e}"} if score is not None and hist["score"] else {}))
         if sel.stop_patience is not None and epoch - best_epoch >= sel.stop_patience and not (
-                sel.stop_waits_for_val and score is not None and epoch - low_val_epoch < sel.stop_patience):
+                sel.stop_waits_for_val and score is not None and epoch - _lowest(hist["val"]) < sel.stop_patience):
             break
         if ck is not None and ck.due(epoch + 1):
             ck.save({"field": field.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                      "gen": gen.get_state(), "hist": hist, "best": best, "best_state": best_state,
-                     "best_epoch": best_epoch, "epoch": epoch + 1, "ema": None if ema is None else ema.state_dict(),
-                     "low_val": (low_val, low_val_epoch)})
+                     "best_epoch": best_epoch, "epoch": epoch + 1, "ema": None if ema is None else ema.state_dict()})
     if best_state is not None:
         field.load_state_dict(best_state)
     field.eval()
